@@ -1,0 +1,1 @@
+//! The persistent cache. The only crate that touches sled.

@@ -1,0 +1,1 @@
+//! A generic, incremental task engine. It knows nothing of services.

@@ -1,0 +1,118 @@
+//! Renderers, one module per target: each turns one resolved service into
+//! files, and assembles one deployment's files. Rules are pure: they read
+//! nothing but their arguments (and source files through [`SourceFiles`]), so
+//! the engine can cache them by the content of their inputs.
+//!
+//! Only this crate knows target formats.
+use n2d_modules::service::Service;
+use n2d_modules::TargetEnv;
+
+/// One output file, relative to the target folder
+/// (`n2d-out/<package>/<deployment>/<target>/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Artifact {
+    /// `/`-separated, relative, without `..` or empty components.
+    pub path: String,
+    pub bytes: Vec<u8>,
+    /// Unix permission bits: 0o644 for data, 0o755 for scripts, 0o600 for
+    /// anything that holds a secret.
+    pub mode: u32,
+}
+
+/// The deployment a service is rendered for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deployment {
+    /// Package path without `//`, e.g. `examples/hello`.
+    pub package: String,
+    /// Deployment name, e.g. `dev`.
+    pub name: String,
+    pub namespace: Option<String>,
+    /// Names of the deployment's services, in a stable order.
+    pub services: Vec<String>,
+}
+
+/// The result of rendering one service for one target.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rendered {
+    /// Files that belong to this service alone (entrypoints, units, blobs…).
+    pub artifacts: Vec<Artifact>,
+    /// The service's part of the deployment-wide files (a Procfile line, a
+    /// compose service entry…), handed to [`Rule::assemble`].
+    pub fragment: serde_json::Value,
+    /// Options the target cannot honour, each reported once.
+    pub warnings: Vec<String>,
+}
+
+/// Read access to source files that a service names (`files.*.source`,
+/// `env.*.file`, a local `package`), by path relative to the workspace root.
+/// The engine hashes each of them into the Render task's key.
+pub trait SourceFiles {
+    fn read(&self, path: &str) -> Result<Vec<u8>, String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// The service cannot be expressed in this target (a user error).
+    #[error("{target}: service `{service}`: {message}")]
+    Unsupported {
+        target: &'static str,
+        service: String,
+        message: String,
+    },
+    /// A source file could not be read.
+    #[error("{target}: service `{service}`: cannot read `{path}`: {message}")]
+    Source {
+        target: &'static str,
+        service: String,
+        path: String,
+        message: String,
+    },
+}
+
+/// A target: how a resolved service becomes files.
+pub trait Rule: Send + Sync {
+    /// The target's name as used on the command line (`procfile`, `k8s`…).
+    fn target(&self) -> &'static str;
+    /// Bump when the output for the same input changes: it is part of every
+    /// Render and Assemble key of this target.
+    fn version(&self) -> u32;
+    /// The computed values (`host`, `address`, file paths) of this target.
+    fn env(&self) -> &dyn TargetEnv;
+    /// Option declarations this target adds (its `<target>.extra` group and
+    /// any other), in the module-file syntax of the core options.
+    fn options(&self) -> &'static str;
+    /// Source files (workspace-relative) that [`Rule::render`] will read.
+    fn source_inputs(&self, service: &Service) -> Vec<String> {
+        default_source_inputs(service)
+    }
+    fn render(
+        &self,
+        deployment: &Deployment,
+        service: &Service,
+        sources: &dyn SourceFiles,
+    ) -> Result<Rendered, RuleError>;
+    /// Deployment-wide files from the services' fragments, given in the
+    /// order of `deployment.services`.
+    fn assemble(
+        &self,
+        deployment: &Deployment,
+        fragments: &[(&str, &serde_json::Value)],
+    ) -> Result<Vec<Artifact>, RuleError>;
+}
+
+/// The source files every service names: `files.*.source` and `env.*.file`.
+pub fn default_source_inputs(service: &Service) -> Vec<String> {
+    let mut inputs: Vec<String> = service
+        .files
+        .values()
+        .filter_map(|f| f.source.clone())
+        .collect();
+    for value in service.env.values() {
+        if let n2d_modules::service::EnvValue::File { file } = value {
+            inputs.push(file.clone());
+        }
+    }
+    inputs.sort();
+    inputs.dedup();
+    inputs
+}
