@@ -116,3 +116,16 @@ pub fn default_source_inputs(service: &Service) -> Vec<String> {
     inputs.dedup();
     inputs
 }
+
+// Targets for one machine.
+pub mod entrypoint;
+pub mod nixos;
+pub mod process_compose;
+pub mod procfile;
+pub mod systemd;
+pub mod vm;
+
+// Targets for containers and clusters.
+pub mod compose;
+pub mod k8s;
+pub mod oci;

@@ -1,0 +1,1 @@
+//! The `compose` target (being written).

@@ -1,0 +1,1 @@
+//! The `entrypoint` target (being written).

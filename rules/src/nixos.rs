@@ -1,0 +1,1 @@
+//! The `nixos` target (being written).

@@ -1,0 +1,1 @@
+//! The `oci` target (being written).

@@ -1,0 +1,1 @@
+//! The `process_compose` target (being written).

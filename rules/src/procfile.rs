@@ -1,0 +1,1 @@
+//! The `procfile` target (being written).

@@ -1,0 +1,1 @@
+//! The `systemd` target (being written).

@@ -1,0 +1,1 @@
+//! The `vm` target (being written).

@@ -1,0 +1,1 @@
+//! Tests of the oci, compose and k8s targets.

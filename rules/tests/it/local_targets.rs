@@ -1,0 +1,1 @@
+//! Tests of the procfile, process-compose, systemd, nixos and vm targets.

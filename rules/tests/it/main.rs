@@ -1,0 +1,4 @@
+//! The integration tests of `n2d-rules`: one binary, one module per behaviour.
+mod container_targets;
+mod local_targets;
+mod support;
