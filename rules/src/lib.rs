@@ -29,6 +29,9 @@ pub struct Deployment {
     pub namespace: Option<String>,
     /// Names of the deployment's services, in a stable order.
     pub services: Vec<String>,
+    /// A base layer tarball for images (workspace-relative path, from
+    /// `n2d.workspace.toml`), read through [`SourceFiles`].
+    pub base_layer: Option<String>,
 }
 
 /// The result of rendering one service for one target.
