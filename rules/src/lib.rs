@@ -120,6 +120,9 @@ pub fn default_source_inputs(service: &Service) -> Vec<String> {
     inputs
 }
 
+// The debugging target: resolved services as JSON.
+pub mod json;
+
 // Targets for one machine.
 pub mod entrypoint;
 pub mod nixos;
