@@ -1,0 +1,387 @@
+//! Materialization: puts one target's files into its output folder
+//! (`n2d-out/<package>/<deployment>/<target>/`).
+//!
+//! Guarantees, each relied on by users or by the engine:
+//! - a file is written to a temporary sibling and renamed over the old one,
+//!   so a reader never sees half a file;
+//! - a file whose content and mode are unchanged is not rewritten and keeps
+//!   its mtime (tools that watch the folder see no change);
+//! - files that n2d wrote before and no longer produces are removed, and
+//!   nothing else is: the folder's manifest (`.n2d-manifest`) lists what n2d
+//!   owns, so logs or sockets that a manager keeps in the folder survive;
+//! - nothing outside the folder is touched: paths are relative without `..`,
+//!   and a symbolic link on the way is an error, never followed.
+//!
+//! Crash safety: before writing, the manifest is rewritten to the union of
+//! the old and the new paths, so a build killed half-way leaves no file that
+//! a later build does not know it owns.
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The name of the manifest inside a target folder.
+pub const MANIFEST: &str = ".n2d-manifest";
+
+/// One file to put in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputFile {
+    /// Relative to the target folder, `/`-separated.
+    pub path: String,
+    pub bytes: Vec<u8>,
+    pub mode: u32,
+}
+
+/// What materialization changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub written: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MaterializeError {
+    #[error("refusing to write `{path}`: {reason}")]
+    BadPath { path: String, reason: &'static str },
+    #[error("refusing to write through the symbolic link `{0}`")]
+    Symlink(PathBuf),
+    #[error("{action} `{path}`: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> MaterializeError {
+    let path = path.to_path_buf();
+    move |source| MaterializeError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// One file as the manifest remembers it: enough to tell, with one `stat`,
+/// that the file on disk is still exactly what n2d wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct ManifestEntry {
+    digest: String,
+    mode: u32,
+    size: u64,
+    mtime_ns: i128,
+    inode: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Manifest {
+    files: BTreeMap<String, Option<ManifestEntry>>,
+}
+
+/// Puts `files` into `dir`, creating it if needed; see the module docs.
+pub fn materialize(dir: &Path, files: &[OutputFile]) -> Result<Outcome, MaterializeError> {
+    for file in files {
+        check_relative_path(&file.path)?;
+    }
+    fs::create_dir_all(dir).map_err(io("creating the output folder", dir))?;
+    let old = read_manifest(dir);
+    let new_paths: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+
+    // Claim every path before touching any: see "Crash safety".
+    let mut pending = Manifest {
+        files: old.files.clone(),
+    };
+    for path in &new_paths {
+        pending.files.entry(path.to_string()).or_insert(None);
+    }
+    if pending.files.len() != old.files.len() {
+        write_manifest(dir, &pending)?;
+    }
+
+    ensure_parent_dirs(dir, files)?;
+    let results: Vec<(String, ManifestEntry, bool)> = files
+        .par_iter()
+        .map(|file| {
+            let previous = old.files.get(&file.path).cloned().flatten();
+            put_file(dir, file, previous.as_ref())
+                .map(|(entry, wrote)| (file.path.clone(), entry, wrote))
+        })
+        .collect::<Result<_, _>>()?;
+
+    let mut outcome = Outcome::default();
+    let mut manifest = Manifest::default();
+    for (path, entry, wrote) in results {
+        if wrote {
+            outcome.written.push(path.clone());
+        } else {
+            outcome.unchanged += 1;
+        }
+        manifest.files.insert(path, Some(entry));
+    }
+    for stale in old.files.keys().filter(|p| !new_paths.contains(p.as_str())) {
+        let path = dir.join(stale);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => continue,
+            Ok(_) => {
+                fs::remove_file(&path).map_err(io("removing the stale output", &path))?;
+                outcome.removed.push(stale.clone());
+                remove_empty_parents(dir, &path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("inspecting the stale output", &path)(e)),
+        }
+    }
+    if manifest.files != old.files || pending.files.len() != old.files.len() {
+        write_manifest(dir, &manifest)?;
+    }
+    outcome.written.sort();
+    outcome.removed.sort();
+    Ok(outcome)
+}
+
+/// Whether every file of the manifest in `dir` is still on disk exactly as
+/// written (one `stat` each), and the manifest lists exactly `expected`.
+/// The no-op build's check that nobody edited or deleted an output.
+pub fn is_intact(dir: &Path, expected: &BTreeSet<String>) -> bool {
+    let manifest = read_manifest(dir);
+    if manifest.files.len() != expected.len() {
+        return false;
+    }
+    manifest.files.par_iter().all(|(path, entry)| {
+        let Some(entry) = entry else { return false };
+        expected.contains(path)
+            && fs::symlink_metadata(dir.join(path))
+                .map(|meta| stat_matches(&meta, entry))
+                .unwrap_or(false)
+    })
+}
+
+/// Checks that `path` stays inside the folder it is relative to.
+pub fn check_relative_path(path: &str) -> Result<(), MaterializeError> {
+    let bad = |reason| {
+        Err(MaterializeError::BadPath {
+            path: path.to_string(),
+            reason,
+        })
+    };
+    if path.is_empty() {
+        return bad("the path is empty");
+    }
+    if path.starts_with('/') {
+        return bad("the path is absolute");
+    }
+    if path == MANIFEST {
+        return bad("the name is reserved for n2d's manifest");
+    }
+    for component in path.split('/') {
+        match component {
+            "" => return bad("the path has an empty component"),
+            "." | ".." => return bad("the path leaves its folder"),
+            _ if component.contains('\0') => return bad("the path holds a NUL byte"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn stat_matches(meta: &fs::Metadata, entry: &ManifestEntry) -> bool {
+    meta.is_file()
+        && meta.len() == entry.size
+        && meta.ino() == entry.inode
+        && mtime_ns(meta) == entry.mtime_ns
+        && meta.permissions().mode() & 0o7777 == entry.mode
+}
+
+fn mtime_ns(meta: &fs::Metadata) -> i128 {
+    meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128
+}
+
+/// Writes one file unless it is already in place; returns its manifest
+/// entry and whether it was written.
+fn put_file(
+    dir: &Path,
+    file: &OutputFile,
+    previous: Option<&ManifestEntry>,
+) -> Result<(ManifestEntry, bool), MaterializeError> {
+    let path = dir.join(&file.path);
+    let digest = blake3::hash(&file.bytes).to_hex().to_string();
+    let mode = file.mode & 0o7777;
+    if let Ok(meta) = fs::symlink_metadata(&path) {
+        if meta.file_type().is_symlink() {
+            return Err(MaterializeError::Symlink(path));
+        }
+        let same_stat = previous.is_some_and(|p| p.digest == digest && stat_matches(&meta, p));
+        // A file that n2d did not record (or whose stat moved) is compared by
+        // content: rewriting identical bytes would only bump its mtime.
+        let same = same_stat
+            || (meta.is_file()
+                && meta.len() == file.bytes.len() as u64
+                && meta.permissions().mode() & 0o7777 == mode
+                && fs::read(&path).map(|b| b == file.bytes).unwrap_or(false));
+        if same {
+            return Ok((entry_for(&meta, digest, mode), false));
+        }
+    }
+    let parent = path.parent().expect("a joined path has a parent");
+    let name = path
+        .file_name()
+        .expect("a checked path has a file name")
+        .to_string_lossy();
+    let tmp = parent.join(format!(".{name}.n2d-tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io("creating the temporary file", &tmp))?;
+        out.write_all(&file.bytes).map_err(io("writing", &tmp))?;
+        // `mode` on open is filtered by the umask; secrets must be exact.
+        out.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io("setting the mode of", &tmp))?;
+        drop(out);
+        fs::rename(&tmp, &path).map_err(io("renaming into place", &path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    let meta = fs::symlink_metadata(&path).map_err(io("inspecting", &path))?;
+    Ok((entry_for(&meta, digest, mode), true))
+}
+
+fn entry_for(meta: &fs::Metadata, digest: String, mode: u32) -> ManifestEntry {
+    ManifestEntry {
+        digest,
+        mode,
+        size: meta.len(),
+        mtime_ns: mtime_ns(meta),
+        inode: meta.ino(),
+    }
+}
+
+/// Creates the folders that files go in, refusing to pass through a
+/// symbolic link (which could lead outside the output folder).
+fn ensure_parent_dirs(dir: &Path, files: &[OutputFile]) -> Result<(), MaterializeError> {
+    let mut checked: BTreeSet<PathBuf> = BTreeSet::new();
+    for file in files {
+        let mut current = dir.to_path_buf();
+        let components: Vec<&str> = file.path.split('/').collect();
+        for component in &components[..components.len() - 1] {
+            current.push(component);
+            if !checked.insert(current.clone()) {
+                continue;
+            }
+            match fs::symlink_metadata(&current) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(MaterializeError::Symlink(current));
+                }
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    // A file stands where a folder must go: an older output.
+                    fs::remove_file(&current).map_err(io("replacing the file", &current))?;
+                    fs::create_dir(&current).map_err(io("creating the folder", &current))?;
+                }
+                Err(_) => fs::create_dir(&current).map_err(io("creating the folder", &current))?,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remove_empty_parents(dir: &Path, file: &Path) {
+    let mut current = file.parent();
+    while let Some(folder) = current {
+        if folder == dir || !folder.starts_with(dir) || fs::remove_dir(folder).is_err() {
+            break;
+        }
+        current = folder.parent();
+    }
+}
+
+fn read_manifest(dir: &Path) -> Manifest {
+    // A missing or damaged manifest only costs content comparisons.
+    fs::read(dir.join(MANIFEST))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), MaterializeError> {
+    let path = dir.join(MANIFEST);
+    let tmp = dir.join(format!("{MANIFEST}.tmp-{}", std::process::id()));
+    let bytes = serde_json::to_vec(manifest).expect("a manifest always serializes");
+    fs::write(&tmp, bytes).map_err(io("writing the manifest", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io("renaming the manifest into place", &path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, text: &str, mode: u32) -> OutputFile {
+        OutputFile {
+            path: path.into(),
+            bytes: text.as_bytes().to_vec(),
+            mode,
+        }
+    }
+
+    #[test]
+    fn writes_keeps_unchanged_and_removes_stale() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("out");
+        let first = materialize(&dir, &[file("a", "1", 0o644), file("sub/b", "2", 0o755)]).unwrap();
+        assert_eq!(first.written, vec!["a", "sub/b"]);
+        let mtime_a = fs::metadata(dir.join("a")).unwrap().modified().unwrap();
+        fs::write(dir.join("user-log"), "kept").unwrap();
+
+        let second = materialize(&dir, &[file("a", "1", 0o644), file("c", "3", 0o600)]).unwrap();
+        assert_eq!(second.written, vec!["c"]);
+        assert_eq!(second.removed, vec!["sub/b"]);
+        assert_eq!(second.unchanged, 1);
+        assert_eq!(
+            fs::metadata(dir.join("a")).unwrap().modified().unwrap(),
+            mtime_a
+        );
+        assert!(!dir.join("sub").exists(), "an emptied folder is removed");
+        assert_eq!(fs::read_to_string(dir.join("user-log")).unwrap(), "kept");
+        assert_eq!(
+            fs::metadata(dir.join("c")).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(is_intact(&dir, &["a".to_string(), "c".to_string()].into()));
+        fs::write(dir.join("a"), "edited").unwrap();
+        assert!(!is_intact(&dir, &["a".to_string(), "c".to_string()].into()));
+    }
+
+    #[test]
+    fn refuses_paths_that_leave_the_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        for bad in ["../x", "/etc/passwd", "a//b", "a/./b", "", MANIFEST] {
+            assert!(
+                materialize(tmp.path(), &[file(bad, "x", 0o644)]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_to_write_through_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let dir = tmp.path().join("out");
+        fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("sub")).unwrap();
+        let err = materialize(&dir, &[file("sub/x", "x", 0o644)]).unwrap_err();
+        assert!(matches!(err, MaterializeError::Symlink(_)), "{err}");
+        assert!(!outside.join("x").exists());
+    }
+}
