@@ -387,3 +387,50 @@ fn check_no_nul(
     }
     Ok(())
 }
+
+/// The content and permission bits of the service's file `name`: its `text`,
+/// or its `source` read through `sources`; `mode` is octal text (`"0644"`).
+pub fn config_file(
+    target: &'static str,
+    service: &Service,
+    name: &str,
+    sources: &dyn SourceFiles,
+) -> Result<(Vec<u8>, u32), RuleError> {
+    let unsupported = |message: String| RuleError::Unsupported {
+        target,
+        service: service.name.clone(),
+        message,
+    };
+    let Some(file) = service.files.get(name) else {
+        return Err(unsupported(format!("has no file `{name}`")));
+    };
+    if !is_plain_file_name(name) {
+        return Err(unsupported(format!(
+            "the file name `{name}` is not a plain file name"
+        )));
+    }
+    let bytes = match (&file.text, &file.source) {
+        (Some(text), None) => text.clone().into_bytes(),
+        (None, Some(source)) => sources.read(source).map_err(|message| RuleError::Source {
+            target,
+            service: service.name.clone(),
+            path: source.clone(),
+            message,
+        })?,
+        _ => {
+            return Err(unsupported(format!(
+                "`files.\"{name}\"` needs exactly one of `text` and `source`"
+            )))
+        }
+    };
+    let mode = u32::from_str_radix(&file.mode, 8)
+        .ok()
+        .filter(|mode| *mode <= 0o7777)
+        .ok_or_else(|| {
+            unsupported(format!(
+                "`files.\"{name}\".mode` = `{}` is not an octal mode such as `0644`",
+                file.mode
+            ))
+        })?;
+    Ok((bytes, mode))
+}

@@ -1,1 +1,8 @@
-//! Tests of the procfile, process-compose, systemd, nixos and vm targets.
+//! Tests of the procfile, process-compose, systemd, nixos and vm targets,
+//! checked by the real consumers of each format (TESTING.md).
+#[path = "local/entrypoint.rs"]
+mod entrypoint;
+#[path = "local/fixture.rs"]
+mod fixture;
+#[path = "local/procfile.rs"]
+mod procfile;
