@@ -1,0 +1,210 @@
+//! `n2d cache stats|gc|verify`: whole-cache scans, kept apart from the
+//! per-build reads and writes of `store`.
+//!
+//! GC evicts CAS entries least recently used first. Records that point at an
+//! evicted blob are deleted in a batch that is applied and flushed before the
+//! blobs go, so that no state reachable by a crash has a record served
+//! without its blob (and such a record would only be a miss anyway).
+use std::collections::HashSet;
+
+use crate::record;
+use crate::store::{db, Cache};
+use crate::{CacheError, Digest};
+
+/// Entry count and bytes (keys plus values) of one tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeStats {
+    pub name: &'static str,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// What `n2d cache stats` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// One entry per tree: cas, actions, identities, file_states, launches,
+    /// access.
+    pub trees: Vec<TreeStats>,
+    /// Size of the database files, as sled counts it.
+    pub disk_bytes: u64,
+}
+
+impl Stats {
+    pub fn tree(&self, name: &str) -> Option<&TreeStats> {
+        self.trees.iter().find(|tree| tree.name == name)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub removed_blobs: u64,
+    pub removed_bytes: u64,
+    /// Action and identity records deleted with the blobs they pointed at.
+    pub removed_records: u64,
+    /// Bytes of CAS entries left.
+    pub kept_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub checked_blobs: u64,
+    /// Blobs whose content did not match their digest; they were dropped.
+    pub damaged_blobs: Vec<Digest>,
+    /// Records that could not be decoded; they were dropped.
+    pub damaged_records: u64,
+}
+
+impl Cache {
+    pub fn stats(&self) -> Result<Stats, CacheError> {
+        let mut trees = Vec::new();
+        for (name, tree) in self.named_trees() {
+            let mut stats = TreeStats {
+                name,
+                entries: 0,
+                bytes: 0,
+            };
+            for entry in tree.iter() {
+                let (key, value) = entry.map_err(db("scan the database"))?;
+                stats.entries += 1;
+                stats.bytes += (key.len() + value.len()) as u64;
+            }
+            trees.push(stats);
+        }
+        let disk_bytes = self.db.size_on_disk().map_err(db("measure the database"))?;
+        Ok(Stats { trees, disk_bytes })
+    }
+
+    /// Evicts CAS entries, least recently used first, until they take at
+    /// most `max_bytes`, deleting first every record that points at them.
+    pub fn gc(&self, max_bytes: u64) -> Result<GcReport, CacheError> {
+        let mut blobs = Vec::new();
+        let mut total = 0u64;
+        for entry in self.cas.iter() {
+            let (key, value) = entry.map_err(db("scan the cas"))?;
+            let Some(digest) = record::decode_digest(&key) else {
+                continue;
+            };
+            let accessed = self
+                .access
+                .get(&key)
+                .map_err(db("read access times"))?
+                .and_then(|bytes| bytes.as_ref().try_into().ok().map(u64::from_le_bytes))
+                .unwrap_or(0);
+            total += value.len() as u64;
+            blobs.push((accessed, digest, value.len() as u64));
+        }
+        let mut report = GcReport {
+            kept_bytes: total,
+            ..GcReport::default()
+        };
+        if total <= max_bytes {
+            return Ok(report);
+        }
+        blobs.sort();
+        let mut evicted = HashSet::new();
+        for (_, digest, len) in blobs {
+            if report.kept_bytes <= max_bytes {
+                break;
+            }
+            evicted.insert(digest);
+            report.kept_bytes -= len;
+            report.removed_bytes += len;
+            report.removed_blobs += 1;
+        }
+
+        let mut actions = sled::Batch::default();
+        for entry in self.actions.iter() {
+            let (key, value) = entry.map_err(db("scan the action cache"))?;
+            if record::decode_action(&value).is_none_or(|r| evicted.contains(&r.output)) {
+                actions.remove(key);
+                report.removed_records += 1;
+            }
+        }
+        let mut identities = sled::Batch::default();
+        for entry in self.identities.iter() {
+            let (key, value) = entry.map_err(db("scan the identity table"))?;
+            if record::decode_identity_head(&value).is_none_or(|r| evicted.contains(&r.output)) {
+                identities.remove(key);
+                report.removed_records += 1;
+            }
+        }
+        self.actions
+            .apply_batch(actions)
+            .map_err(db("write the action cache"))?;
+        self.identities
+            .apply_batch(identities)
+            .map_err(db("write the identity table"))?;
+        self.db.flush().map_err(db("flush the database"))?;
+
+        let mut cas = sled::Batch::default();
+        let mut access = sled::Batch::default();
+        for digest in &evicted {
+            cas.remove(&digest.0);
+            access.remove(&digest.0);
+        }
+        self.cas.apply_batch(cas).map_err(db("write the cas"))?;
+        self.access
+            .apply_batch(access)
+            .map_err(db("write access times"))?;
+        self.db.flush().map_err(db("flush the database"))?;
+        Ok(report)
+    }
+
+    /// Re-hashes every CAS entry and decodes every record; drops what is
+    /// damaged (reporting each damaged blob once as a notice).
+    pub fn verify(&self) -> Result<VerifyReport, CacheError> {
+        let mut report = VerifyReport::default();
+        let mut damaged = Vec::new();
+        for entry in self.cas.iter() {
+            let (key, value) = entry.map_err(db("scan the cas"))?;
+            report.checked_blobs += 1;
+            match record::decode_digest(&key) {
+                Some(digest) if Digest::of(&value) == digest => {}
+                Some(digest) => damaged.push(digest),
+                None => {
+                    self.cas.remove(key).map_err(db("write the cas"))?;
+                }
+            }
+        }
+        for digest in &damaged {
+            self.drop_damaged_blob(digest)?;
+        }
+        report.damaged_blobs = damaged;
+
+        let mut actions = sled::Batch::default();
+        for entry in self.actions.iter() {
+            let (key, value) = entry.map_err(db("scan the action cache"))?;
+            if record::decode_action(&value).is_none() {
+                actions.remove(key);
+                report.damaged_records += 1;
+            }
+        }
+        let mut identities = sled::Batch::default();
+        for entry in self.identities.iter() {
+            let (key, value) = entry.map_err(db("scan the identity table"))?;
+            if record::decode_identity(&value).is_none() {
+                identities.remove(key);
+                report.damaged_records += 1;
+            }
+        }
+        self.actions
+            .apply_batch(actions)
+            .map_err(db("write the action cache"))?;
+        self.identities
+            .apply_batch(identities)
+            .map_err(db("write the identity table"))?;
+        self.db.flush().map_err(db("flush the database"))?;
+        Ok(report)
+    }
+
+    fn named_trees(&self) -> [(&'static str, &sled::Tree); 6] {
+        [
+            ("cas", &self.cas),
+            ("actions", &self.actions),
+            ("identities", &self.identities),
+            ("file_states", &self.file_states),
+            ("launches", &self.launches),
+            ("access", &self.access),
+        ]
+    }
+}

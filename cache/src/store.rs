@@ -1,0 +1,437 @@
+//! [`Cache`]: opening (and repairing) the database, and the reads and writes
+//! of each tree. Maintenance (stats, gc, verify) lives in `maintenance`.
+use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::lock::WorkspaceLock;
+use crate::record::{self, ActionRecord, FileState, IdentityHead, IdentityRecord};
+use crate::{CacheError, Digest, Notice};
+
+/// Access times are refreshed when older than this, so that a build that
+/// only hits the cache writes nothing, while LRU order stays right to the hour.
+const TOUCH_GRANULARITY_SECS: u64 = 3600;
+
+/// An open cache, exclusively held by this process until dropped.
+pub struct Cache {
+    pub(crate) dir: PathBuf,
+    pub(crate) db: sled::Db,
+    pub(crate) cas: sled::Tree,
+    pub(crate) actions: sled::Tree,
+    pub(crate) identities: sled::Tree,
+    pub(crate) file_states: sled::Tree,
+    pub(crate) launches: sled::Tree,
+    /// CAS digest → seconds since the epoch of its last use (u64 LE).
+    pub(crate) access: sled::Tree,
+    notices: Mutex<Vec<Notice>>,
+    /// Digests already reported as damaged, so that each is reported once.
+    reported_damage: Mutex<HashSet<Digest>>,
+    /// Identities whose record was used but whose access time is stale;
+    /// written in one batch by [`Cache::flush`].
+    pending_touches: Mutex<Vec<(String, Digest)>>,
+    // Dropped last: the database must be closed before another process may
+    // take the lock and open it.
+    _lock: WorkspaceLock,
+}
+
+impl Cache {
+    /// Opens the cache in `dir` (created if missing), first taking the
+    /// workspace lock `<dir>/lock`; when another process holds it, calls
+    /// `on_wait` with the lock's path and blocks until it is released.
+    ///
+    /// A database that cannot be opened (damaged or deleted files) is moved
+    /// to `<dir>/db.damaged` and replaced by an empty one, with a notice.
+    /// Fails only when even a new database cannot be created.
+    pub fn open(dir: &Path, on_wait: impl FnOnce(&Path)) -> Result<Cache, CacheError> {
+        std::fs::create_dir_all(dir).map_err(|source| CacheError::Io {
+            action: "create the cache folder",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let lock = WorkspaceLock::acquire(&dir.join("lock"), on_wait)?;
+        let db_path = dir.join("db");
+        let mut notices = Vec::new();
+        let trees = match open_trees(&db_path) {
+            Ok(trees) => trees,
+            Err(problem) => {
+                let aside = dir.join("db.damaged");
+                set_aside(&db_path, &aside)?;
+                notices.push(Notice {
+                    message: format!(
+                        "the cache database `{}` could not be opened ({problem}); it was moved to `{}` and an empty cache created",
+                        db_path.display(),
+                        aside.display()
+                    ),
+                });
+                open_trees(&db_path).map_err(|problem| match problem {
+                    OpenProblem::Sled(source) => CacheError::Open {
+                        path: db_path.clone(),
+                        source,
+                    },
+                    OpenProblem::Panicked(message) => CacheError::Open {
+                        path: db_path.clone(),
+                        source: sled::Error::ReportableBug(message),
+                    },
+                })?
+            }
+        };
+        Ok(Cache {
+            dir: dir.to_owned(),
+            db: trees.db,
+            cas: trees.cas,
+            actions: trees.actions,
+            identities: trees.identities,
+            file_states: trees.file_states,
+            launches: trees.launches,
+            access: trees.access,
+            notices: Mutex::new(notices),
+            reported_damage: Mutex::new(HashSet::new()),
+            pending_touches: Mutex::new(Vec::new()),
+            _lock: lock,
+        })
+    }
+
+    /// The cache folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stores `bytes` in the CAS and returns their address.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest, CacheError> {
+        let digest = Digest::of(bytes);
+        self.put_blob_with_digest(&digest, bytes)?;
+        Ok(digest)
+    }
+
+    /// Stores `bytes` whose digest the caller already computed.
+    ///
+    /// Invariant kept by the caller: `digest == Digest::of(bytes)`; a wrong
+    /// digest is caught as damage by the next read.
+    pub fn put_blob_with_digest(&self, digest: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
+        // Content-addressed: an existing entry already holds these bytes.
+        if !self
+            .cas
+            .contains_key(digest.0)
+            .map_err(db("read the cas"))?
+        {
+            self.cas
+                .insert(digest.0, bytes)
+                .map_err(db("write the cas"))?;
+        }
+        self.access
+            .insert(digest.0, &now_secs().to_le_bytes())
+            .map_err(db("write access times"))?;
+        Ok(())
+    }
+
+    /// Reads a CAS entry and verifies its digest. A damaged entry is removed,
+    /// reported once as a notice, and read as missing.
+    pub fn get_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>, CacheError> {
+        let Some(bytes) = self.cas.get(digest.0).map_err(db("read the cas"))? else {
+            return Ok(None);
+        };
+        if Digest::of(&bytes) != *digest {
+            self.drop_damaged_blob(digest)?;
+            return Ok(None);
+        }
+        Ok(Some(bytes.to_vec()))
+    }
+
+    /// Whether the CAS holds an entry for `digest` (not verified).
+    pub fn has_blob(&self, digest: &Digest) -> Result<bool, CacheError> {
+        self.cas.contains_key(digest.0).map_err(db("read the cas"))
+    }
+
+    /// The action record of a task key. A record whose output blob is gone
+    /// is a miss.
+    pub fn action(&self, key: &Digest) -> Result<Option<ActionRecord>, CacheError> {
+        let Some(bytes) = self
+            .actions
+            .get(key.0)
+            .map_err(db("read the action cache"))?
+        else {
+            return Ok(None);
+        };
+        match record::decode_action(&bytes) {
+            Some(record) if self.has_blob(&record.output)? => Ok(Some(record)),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn put_action(&self, key: &Digest, record: &ActionRecord) -> Result<(), CacheError> {
+        self.actions
+            .insert(key.0, &record::encode_action(record)[..])
+            .map_err(db("write the action cache"))?;
+        Ok(())
+    }
+
+    /// The start of the identity record of a task: its last key and output.
+    /// Does not check that the output blob exists.
+    pub fn identity_head(&self, identity: &str) -> Result<Option<IdentityHead>, CacheError> {
+        let bytes = self
+            .identities
+            .get(identity)
+            .map_err(db("read the identity table"))?;
+        Ok(bytes.and_then(|bytes| record::decode_identity_head(&bytes)))
+    }
+
+    /// The whole identity record of a task, for explaining why it ran.
+    pub fn identity_record(&self, identity: &str) -> Result<Option<IdentityRecord>, CacheError> {
+        let bytes = self
+            .identities
+            .get(identity)
+            .map_err(db("read the identity table"))?;
+        Ok(bytes.and_then(|bytes| record::decode_identity(&bytes)))
+    }
+
+    /// Stores the identity record of a task; its `touched_secs` is set to now.
+    pub fn put_identity(&self, identity: &str, record: &IdentityRecord) -> Result<(), CacheError> {
+        let now = now_secs();
+        let record = IdentityRecord {
+            touched_secs: now,
+            ..record.clone()
+        };
+        self.identities
+            .insert(identity, record::encode_identity(&record))
+            .map_err(db("write the identity table"))?;
+        self.access
+            .insert(record.output.0, &now.to_le_bytes())
+            .map_err(db("write access times"))?;
+        Ok(())
+    }
+
+    /// Notes that the output of `identity` was served from the cache, for
+    /// LRU. Writes nothing now: a stale access time is queued for
+    /// [`Cache::flush`], a recent one is left as is.
+    pub fn note_use(&self, identity: &str, head: &IdentityHead) {
+        if now_secs().saturating_sub(head.touched_secs) >= TOUCH_GRANULARITY_SECS {
+            let mut pending = self
+                .pending_touches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            pending.push((identity.to_owned(), head.output));
+        }
+    }
+
+    /// The recorded state of a file, by the path it is read from.
+    pub fn file_state(&self, path: &Path) -> Result<Option<FileState>, CacheError> {
+        let bytes = self
+            .file_states
+            .get(path.as_os_str().as_bytes())
+            .map_err(db("read the file-state table"))?;
+        Ok(bytes.and_then(|bytes| record::decode_file_state(&bytes)))
+    }
+
+    pub fn put_file_state(&self, path: &Path, state: &FileState) -> Result<(), CacheError> {
+        self.file_states
+            .insert(
+                path.as_os_str().as_bytes(),
+                &record::encode_file_state(state)[..],
+            )
+            .map_err(db("write the file-state table"))?;
+        Ok(())
+    }
+
+    /// Forgets a file's state, so that it is hashed again next time.
+    pub fn forget_file_state(&self, path: &Path) -> Result<(), CacheError> {
+        self.file_states
+            .remove(path.as_os_str().as_bytes())
+            .map_err(db("write the file-state table"))?;
+        Ok(())
+    }
+
+    /// The output digest last launched under `launch_id` (a manager's own
+    /// name for what it runs, e.g. `systemctl //deploy:prod`).
+    pub fn launch_record(&self, launch_id: &str) -> Result<Option<Digest>, CacheError> {
+        let bytes = self
+            .launches
+            .get(launch_id)
+            .map_err(db("read launch records"))?;
+        Ok(bytes.and_then(|bytes| record::decode_digest(&bytes)))
+    }
+
+    pub fn put_launch_record(&self, launch_id: &str, output: &Digest) -> Result<(), CacheError> {
+        self.launches
+            .insert(launch_id, &output.0)
+            .map_err(db("write launch records"))?;
+        Ok(())
+    }
+
+    pub fn forget_launch_record(&self, launch_id: &str) -> Result<(), CacheError> {
+        self.launches
+            .remove(launch_id)
+            .map_err(db("write launch records"))?;
+        Ok(())
+    }
+
+    /// Adds a notice for the user (the engine reports its own repairs here
+    /// so that all of them come out of one place).
+    pub fn notice(&self, message: String) {
+        self.notices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Notice { message });
+    }
+
+    /// Returns the notices gathered since the last call, oldest first.
+    pub fn take_notices(&self) -> Vec<Notice> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Writes queued access times and makes every write durable. Called once
+    /// at the end of a build; a crash before it loses recent entries only.
+    pub fn flush(&self) -> Result<(), CacheError> {
+        let pending = std::mem::take(
+            &mut *self
+                .pending_touches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        if !pending.is_empty() {
+            let now = now_secs();
+            let mut access = sled::Batch::default();
+            let mut identities = sled::Batch::default();
+            for (identity, output) in pending {
+                access.insert(&output.0, &now.to_le_bytes());
+                if let Some(bytes) = self
+                    .identities
+                    .get(&identity)
+                    .map_err(db("read the identity table"))?
+                {
+                    let mut bytes = bytes.to_vec();
+                    if record::set_identity_touched(&mut bytes, now) {
+                        identities.insert(identity.as_bytes(), bytes);
+                    }
+                }
+            }
+            self.access
+                .apply_batch(access)
+                .map_err(db("write access times"))?;
+            self.identities
+                .apply_batch(identities)
+                .map_err(db("write the identity table"))?;
+        }
+        self.db.flush().map_err(db("flush the database"))?;
+        Ok(())
+    }
+
+    /// Test hook: stores `bytes` under `digest` without any check, to make a
+    /// damaged entry. Never use it outside tests.
+    #[doc(hidden)]
+    pub fn overwrite_blob_for_tests(
+        &self,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<(), CacheError> {
+        self.cas
+            .insert(digest.0, bytes)
+            .map_err(db("write the cas"))?;
+        Ok(())
+    }
+
+    /// Removes a blob found damaged, with its access time, and reports it
+    /// once.
+    pub(crate) fn drop_damaged_blob(&self, digest: &Digest) -> Result<(), CacheError> {
+        self.cas.remove(digest.0).map_err(db("write the cas"))?;
+        self.access
+            .remove(digest.0)
+            .map_err(db("write access times"))?;
+        let first = self
+            .reported_damage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(*digest);
+        if first {
+            self.notice(format!(
+                "cache entry {} was damaged; it was dropped and will be rebuilt",
+                digest.short()
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub(crate) fn db(action: &'static str) -> impl Fn(sled::Error) -> CacheError {
+    move |source| CacheError::Database { action, source }
+}
+
+struct Trees {
+    db: sled::Db,
+    cas: sled::Tree,
+    actions: sled::Tree,
+    identities: sled::Tree,
+    file_states: sled::Tree,
+    launches: sled::Tree,
+    access: sled::Tree,
+}
+
+#[derive(Debug)]
+enum OpenProblem {
+    Sled(sled::Error),
+    Panicked(String),
+}
+
+impl std::fmt::Display for OpenProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenProblem::Sled(error) => write!(f, "{error}"),
+            OpenProblem::Panicked(message) => write!(f, "sled panicked: {message}"),
+        }
+    }
+}
+
+fn open_trees(path: &Path) -> Result<Trees, OpenProblem> {
+    // sled may panic instead of returning an error on some garbled files; a
+    // damaged cache must not take the build down with it.
+    let opened = std::panic::catch_unwind(|| -> sled::Result<Trees> {
+        // No periodic flush: the build flushes once at its end.
+        let db = sled::Config::new().path(path).flush_every_ms(None).open()?;
+        Ok(Trees {
+            cas: db.open_tree("cas")?,
+            actions: db.open_tree("actions")?,
+            identities: db.open_tree("identities")?,
+            file_states: db.open_tree("file_states")?,
+            launches: db.open_tree("launches")?,
+            access: db.open_tree("access")?,
+            db,
+        })
+    });
+    match opened {
+        Ok(result) => result.map_err(OpenProblem::Sled),
+        Err(panic) => Err(OpenProblem::Panicked(
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into()),
+        )),
+    }
+}
+
+/// Moves a damaged database out of the way, replacing an older damaged one.
+fn set_aside(db_path: &Path, aside: &Path) -> Result<(), CacheError> {
+    if aside.exists() {
+        std::fs::remove_dir_all(aside).map_err(|source| CacheError::Io {
+            action: "remove the previous damaged database",
+            path: aside.to_owned(),
+            source,
+        })?;
+    }
+    if db_path.exists() {
+        std::fs::rename(db_path, aside).map_err(|source| CacheError::Io {
+            action: "move the damaged database aside",
+            path: db_path.to_owned(),
+            source,
+        })?;
+    }
+    Ok(())
+}
