@@ -6,3 +6,5 @@ mod entrypoint;
 mod fixture;
 #[path = "local/procfile.rs"]
 mod procfile;
+#[path = "local/systemd.rs"]
+mod systemd;

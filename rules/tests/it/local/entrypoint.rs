@@ -132,7 +132,7 @@ pub fn case_count() -> u32 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: case_count(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: case_count(), failure_persistence: None, ..ProptestConfig::default() })]
     #[test]
     fn program_receives_exactly_the_bytes_of_args_and_env(
         args in prop::collection::vec(nasty_string(), 0..5),
