@@ -1,8 +1,44 @@
 //! The module system: turns module files into resolved, typed, merged service
 //! definitions.
 //!
+//! The stages, each a pure function that the engine caches by content:
+//! `parse_module_file` (text → spanned `Node` tree, `parse` + `json`),
+//! `eval_package` (tree → services, modules, deployments, `package`), and
+//! `Universe::resolve` (packages → one resolved service: `merge` with
+//! priorities and provenance, then `${{ }}` interpolation). Around them:
+//! `workspace` (discovery, settings), `label` (labels and patterns),
+//! `types` + `options` (declarations, the core set in `options/core.toml`),
+//! `show` (the `n2d show` text), `init` (the `n2d init` files).
+//!
 //! `service` is the typed view of a resolved service that renderers read.
+//! This crate knows nothing about targets: they add their option groups with
+//! `OptionSet::extend` and their computed values through `TargetEnv`.
+pub mod error;
+pub mod init;
+mod interpolate;
+mod json;
+pub mod label;
+pub mod merge;
+pub mod node;
+pub mod options;
+pub mod package;
+pub mod parse;
 pub mod service;
+pub mod show;
+pub mod types;
+pub mod universe;
+pub mod workspace;
+
+pub use error::{Diagnostic, Error, ErrorKind, Location};
+pub use init::init_template;
+pub use label::{parse_label, parse_pattern, Label, Pattern};
+pub use merge::Origin;
+pub use options::OptionSet;
+pub use package::{eval_package, Package};
+pub use parse::{parse_module_file, Format, ModuleFile};
+pub use show::{format_show, show_json};
+pub use universe::{DeploymentService, DeploymentSpec, LabelKind, Resolved, Universe};
+pub use workspace::{PackageFile, Settings, Workspace};
 
 /// What a target supplies to resolution: the computed values that differ by
 /// target (`<label>.host`, `<label>.address.<port>`, `self.files."<name>".path`).

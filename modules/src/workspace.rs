@@ -1,0 +1,238 @@
+//! The workspace: its root (the nearest folder holding
+//! `n2d.workspace.toml`), its settings, and its packages (folders holding a
+//! module file), found with walkdir.
+//!
+//! Discovery skips hidden folders, `target*`, `node_modules`, the output and
+//! cache folders, and nested workspaces (a folder with its own
+//! `n2d.workspace.toml`), as Bazel skips nested repositories.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind};
+use crate::parse::Format;
+
+/// The file that marks a workspace root.
+pub const WORKSPACE_FILE: &str = "n2d.workspace.toml";
+
+/// A discovered workspace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workspace {
+    /// Absolute, canonical.
+    pub root: PathBuf,
+    pub settings: Settings,
+    /// Sorted by package path.
+    pub packages: Vec<PackageFile>,
+}
+
+/// `n2d.workspace.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where outputs go, relative to the root.
+    pub output_dir: String,
+    /// Where the cache lives, relative to the root.
+    pub cache_dir: String,
+    /// Targets built when a command names none.
+    pub default_targets: Vec<String>,
+    /// Labels of modules imported by every service of the workspace.
+    pub imports: Vec<String>,
+    /// Base layer for images n2d builds (an OCI layout path or image reference).
+    pub base_layer: Option<String>,
+    /// Address of a remote cache.
+    pub remote_cache: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            output_dir: "n2d-out".into(),
+            cache_dir: ".n2d".into(),
+            default_targets: vec!["procfile".into()],
+            imports: Vec::new(),
+            base_layer: None,
+            remote_cache: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Parses `n2d.workspace.toml`; `display_path` names it in messages.
+    pub fn parse(display_path: &str, text: &str) -> Result<Settings, Error> {
+        toml::from_str(text).map_err(|err| {
+            let source = crate::node::SourceFile::new(display_path, text);
+            let span = err.span().unwrap_or(0..0);
+            Error::new(
+                ErrorKind::Workspace,
+                format!("invalid workspace settings: {}", err.message().trim().trim_end_matches('.')),
+            )
+            .at(Some(source.locate(crate::node::Span::new(span.start, span.end))))
+            .help("known keys: output_dir, cache_dir, default_targets, imports, base_layer, remote_cache")
+        })
+    }
+}
+
+/// One module file of the workspace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageFile {
+    /// The package path (`apps/web`; `""` for the root).
+    pub package: String,
+    /// The module file, relative to the root.
+    pub path: PathBuf,
+    pub format: Format,
+}
+
+impl PackageFile {
+    /// How messages name the file: `apps/web/n2d.toml`.
+    pub fn display_path(&self) -> String {
+        self.path.to_string_lossy().replace('\\', "/")
+    }
+}
+
+impl Workspace {
+    /// Finds the workspace around `start` (a folder) and its packages.
+    pub fn discover(start: &Path) -> Result<Workspace, Error> {
+        let start = std::fs::canonicalize(start).map_err(|err| {
+            io_error(
+                format!("cannot resolve the folder {}", start.display()),
+                err,
+            )
+        })?;
+        let root = start
+            .ancestors()
+            .find(|dir| dir.join(WORKSPACE_FILE).is_file())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Workspace,
+                    format!(
+                        "no {WORKSPACE_FILE} in {} or any folder above it",
+                        start.display()
+                    ),
+                )
+                .help("run `n2d init` to create a workspace here")
+            })?
+            .to_path_buf();
+        Workspace::load(&root)
+    }
+
+    /// Reads the workspace whose root is `root`.
+    pub fn load(root: &Path) -> Result<Workspace, Error> {
+        let settings_path = root.join(WORKSPACE_FILE);
+        let text = std::fs::read_to_string(&settings_path)
+            .map_err(|err| io_error(format!("cannot read {}", settings_path.display()), err))?;
+        let settings = Settings::parse(WORKSPACE_FILE, &text)?;
+        let packages = find_packages(root, &settings)?;
+        Ok(Workspace {
+            root: root.to_path_buf(),
+            settings,
+            packages,
+        })
+    }
+
+    /// The package of a folder (the nearest enclosing package), for `:name`
+    /// labels typed in that folder.
+    pub fn package_of(&self, dir: &Path) -> Option<String> {
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let relative = dir.strip_prefix(&self.root).ok()?;
+        let mut candidate = package_path(relative);
+        loop {
+            if self.packages.iter().any(|p| p.package == candidate) {
+                return Some(candidate);
+            }
+            if candidate.is_empty() {
+                return None;
+            }
+            candidate = match candidate.rsplit_once('/') {
+                Some((parent, _)) => parent.to_string(),
+                None => String::new(),
+            };
+        }
+    }
+}
+
+fn find_packages(root: &Path, settings: &Settings) -> Result<Vec<PackageFile>, Error> {
+    let skip_dirs = [
+        settings.output_dir.trim_matches('/').to_string(),
+        settings.cache_dir.trim_matches('/').to_string(),
+    ];
+    let mut packages: Vec<PackageFile> = Vec::new();
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|entry| {
+            if entry.depth() == 0 || !entry.file_type().is_dir() {
+                return true;
+            }
+            let name = entry.file_name().to_string_lossy();
+            let relative = entry
+                .path()
+                .strip_prefix(root)
+                .map(package_path)
+                .unwrap_or_default();
+            !(name.starts_with('.')
+                || name.starts_with("target")
+                || name == "node_modules"
+                || skip_dirs.contains(&relative)
+                || entry.path().join(WORKSPACE_FILE).exists())
+        });
+    for entry in walker {
+        let entry = entry.map_err(|err| {
+            let path = err
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            Error::new(
+                ErrorKind::Workspace,
+                format!("cannot read the folder {path}: {err}"),
+            )
+            .help("check the folder's permissions")
+        })?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let format = match entry.file_name().to_str() {
+            Some("n2d.toml") => Format::Toml,
+            Some("n2d.json") => Format::Json,
+            Some("n2d.nix") => Format::Nix,
+            _ => continue,
+        };
+        let relative = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(entry.path())
+            .to_path_buf();
+        let package = relative.parent().map(package_path).unwrap_or_default();
+        if let Some(other) = packages.iter().find(|p| p.package == package) {
+            return Err(Error::new(
+                ErrorKind::Duplicate,
+                format!(
+                    "the package //{package} has two module files: {} and {}",
+                    other.display_path(),
+                    relative.display()
+                ),
+            )
+            .help("keep one module file per folder"));
+        }
+        packages.push(PackageFile {
+            package,
+            path: relative,
+            format,
+        });
+    }
+    packages.sort_by(|a, b| a.package.cmp(&b.package));
+    Ok(packages)
+}
+
+fn package_path(relative: &Path) -> String {
+    relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn io_error(context: String, err: std::io::Error) -> Error {
+    Error::new(ErrorKind::Workspace, format!("{context}: {err}"))
+        .help("check that the path exists and is readable")
+}

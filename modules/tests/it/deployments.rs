@@ -1,0 +1,93 @@
+//! Deployments: member lists and tables, per-deployment definitions,
+//! services that exist only in a deployment.
+use crate::support::{check, universe};
+
+const FILES: &[(&str, &str)] = &[
+    (
+        "web/n2d.toml",
+        "[services.api]\nreplicas = { mkDefault = 1 }\nenv.LOG = \"debug\"\n",
+    ),
+    ("db/n2d.toml", "[services.postgres]\nports.pg = 5432\n"),
+    (
+        "deploy/n2d.toml",
+        r#"
+[deployments.dev]
+services = ["//web:api", "//db:postgres"]
+
+[deployments.prod]
+targets = ["k8s", "compose"]
+namespace = "shop"
+managers.compose = "podman-compose"
+services."//db:postgres" = {}
+
+[deployments.prod.services."//web:api"]
+replicas = 3
+env.LOG = { mkForce = "warn" }
+
+[deployments.prod.services.migrate]
+command = ["./bin/migrate", "${{ //db:postgres.address.pg }}"]
+depends_on.postgres = "healthy"
+"#,
+    ),
+];
+
+#[test]
+fn deployment_definitions_merge_over_the_service() {
+    assert_eq!(check(FILES, "//deploy:prod api", "replicas"), "3");
+    assert_eq!(check(FILES, "//deploy:prod api", "env.LOG"), "\"warn\"");
+    assert_eq!(check(FILES, "//deploy:dev api", "replicas"), "1");
+}
+
+#[test]
+fn a_service_defined_in_a_deployment() {
+    assert_eq!(
+        check(FILES, "//deploy:prod migrate", "command"),
+        r#"["./bin/migrate","localhost:5432"]"#
+    );
+    assert_eq!(
+        check(FILES, "//deploy:prod migrate", "label"),
+        "\"//deploy:prod/migrate\""
+    );
+    assert_eq!(
+        check(FILES, "//deploy:prod migrate", "depends_on"),
+        r#"{"postgres":"healthy"}"#
+    );
+    assert_eq!(check(FILES, "//deploy:prod/migrate", "name"), "\"migrate\"");
+}
+
+#[test]
+fn the_spec_lists_services_in_order_with_settings() {
+    let universe = universe(FILES).unwrap();
+    let spec = universe
+        .deployment(&n2d_modules::parse_label("//deploy:prod", None).unwrap())
+        .unwrap();
+    let names: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["postgres", "api", "migrate"]);
+    assert_eq!(spec.services[1].defined_in, "web/n2d.toml");
+    assert_eq!(spec.services[2].label.to_string(), "//deploy:prod/migrate");
+    assert_eq!(spec.targets, ["k8s", "compose"]);
+    assert_eq!(spec.namespace.as_deref(), Some("shop"));
+    assert_eq!(spec.managers["compose"], "podman-compose");
+}
+
+#[test]
+fn labels_list_every_kind() {
+    let universe = universe(FILES).unwrap();
+    let labels: Vec<String> = universe
+        .labels()
+        .into_iter()
+        .map(|(l, k)| format!("{l} {}", k.noun()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "//db:postgres service",
+            "//deploy:dev deployment",
+            "//deploy:prod deployment",
+            "//deploy:prod/migrate service",
+            "//web:api service",
+        ]
+    );
+    let pattern = n2d_modules::parse_pattern("//deploy/...", None).unwrap();
+    assert_eq!(universe.matching(&pattern).unwrap().len(), 3);
+}
