@@ -331,6 +331,14 @@ impl Cache {
         Ok(())
     }
 
+    /// Test hook: removes a blob and nothing else, leaving the records that
+    /// point at it. Never use it outside tests.
+    #[doc(hidden)]
+    pub fn remove_blob_for_tests(&self, digest: &Digest) -> Result<(), CacheError> {
+        self.cas.remove(digest.0).map_err(db("write the cas"))?;
+        Ok(())
+    }
+
     /// Removes a blob found damaged, with its access time, and reports it
     /// once.
     pub(crate) fn drop_damaged_blob(&self, digest: &Digest) -> Result<(), CacheError> {

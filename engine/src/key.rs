@@ -80,6 +80,9 @@ mod tests {
     #[test]
     fn key_of_a_fixed_task_is_pinned() {
         let digest = key("render", &[("service", b"{}")]);
-        assert_eq!(digest.to_hex(), "2f14282db55dffaa15ddeee60b944edbd0246aaff86b760aae6f8658c8dd4514");
+        assert_eq!(
+            digest.to_hex(),
+            "2f14282db55dffaa15ddeee60b944edbd0246aaff86b760aae6f8658c8dd4514"
+        );
     }
 }

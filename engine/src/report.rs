@@ -23,6 +23,9 @@ pub struct Outcome {
     pub status: Status,
     /// The digest of the output; `None` for failed and skipped tasks.
     pub output: Option<Digest>,
+    /// The task's key; `None` when it was not computed (skipped, imported,
+    /// failed before its inputs were hashed).
+    pub key: Option<Digest>,
     /// Wall time spent on the task, cache lookup included.
     pub duration: Duration,
 }

@@ -207,6 +207,7 @@ impl<'e> Run<'e> {
             kind,
             status: Status::Skipped(reason),
             output: None,
+            key: None,
             duration: Duration::ZERO,
         };
         for &dependency in &node.dependencies {
@@ -227,15 +228,19 @@ impl<'e> Run<'e> {
                 kind,
                 status: Status::Imported,
                 output: Some(*output),
+                key: None,
                 duration: Duration::ZERO,
             },
             Work::Run(task) => {
                 let start = Instant::now();
-                let (status, output) =
-                    match catch_unwind(AssertUnwindSafe(|| self.process_task(id, &**task))) {
-                        Ok(result) => result,
-                        Err(panic) => (Status::Failed(Arc::new(panicked(panic))), None),
-                    };
+                let TaskResult {
+                    status,
+                    output,
+                    key,
+                } = match catch_unwind(AssertUnwindSafe(|| self.process_task(id, &**task))) {
+                    Ok(result) => result,
+                    Err(panic) => TaskResult::failed(panicked(panic), None),
+                };
                 if matches!(status, Status::Failed(_)) {
                     self.stopped.store(true, Ordering::Release);
                 }
@@ -243,14 +248,15 @@ impl<'e> Run<'e> {
                     kind,
                     status,
                     output,
+                    key,
                     duration: start.elapsed(),
                 }
             }
         }
     }
 
-    fn process_task(&self, id: TaskId, task: &dyn Task) -> (Status, Option<Digest>) {
-        let failed = |error: TaskError| (Status::Failed(Arc::new(error)), None);
+    fn process_task(&self, id: TaskId, task: &dyn Task) -> TaskResult {
+        let failed = |error: TaskError| TaskResult::failed(error, None);
         let cache = &*self.state.cache;
         let node = &self.state.nodes[id.index()];
         let identity = task.identity();
@@ -343,7 +349,11 @@ impl<'e> Run<'e> {
                     Digest([0; 32]),
                 )
             }) {
-                return (Status::Cached, Some(output));
+                return TaskResult {
+                    status: Status::Cached,
+                    output: Some(output),
+                    key: Some(key),
+                };
             }
         }
 
@@ -424,7 +434,7 @@ impl<'e> Run<'e> {
         };
         let output = match task.run(&context) {
             Ok(output) => output,
-            Err(error) => return failed(TaskError::Run(error)),
+            Err(error) => return TaskResult::failed(TaskError::Run(error), Some(key)),
         };
         let digest = Digest::of(&output);
         if caching == Caching::Cached && consistent {
@@ -433,7 +443,11 @@ impl<'e> Run<'e> {
         *self.state.outputs[id.index()]
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(output));
-        (Status::Executed(reason), Some(digest))
+        TaskResult {
+            status: Status::Executed(reason),
+            output: Some(digest),
+            key: Some(key),
+        }
     }
 
     /// The cached output for `key`: by the identity's last key first (one
@@ -592,6 +606,23 @@ impl RunState {
         // that fails here only costs another rebuild later.
         let _ = self.cache.put_blob_with_digest(&expected, &output);
         Ok(Arc::from(output))
+    }
+}
+
+/// What processing one task gave, before timing is added.
+struct TaskResult {
+    status: Status,
+    output: Option<Digest>,
+    key: Option<Digest>,
+}
+
+impl TaskResult {
+    fn failed(error: TaskError, key: Option<Digest>) -> TaskResult {
+        TaskResult {
+            status: Status::Failed(Arc::new(error)),
+            output: None,
+            key,
+        }
     }
 }
 
