@@ -68,7 +68,7 @@ impl LogSink {
         }
         // SAFETY: `fd` is fresh and owned by nobody else.
         let stdout = unsafe { File::from_raw_fd(fd) };
-        let (sender, receiver) = mpsc::sync_channel(256);
+        let (sender, receiver) = mpsc::sync_channel(16);
         let thread = std::thread::Builder::new()
             .name("n2d-log-writer".into())
             .spawn(move || write_logs(receiver, stdout, style))
@@ -185,7 +185,7 @@ pub(crate) fn read_lines(
 const COLORS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
 
 fn write_logs(receiver: Receiver<LogMessage>, stdout: File, style: LogStyle) {
-    let mut out = BufWriter::with_capacity(256 * 1024, stdout);
+    let mut out = BufWriter::with_capacity(64 * 1024, stdout);
     let mut files: HashMap<PathBuf, Option<BufWriter<File>>> = HashMap::new();
     let mut width = style.width.max(3);
     let mut clock = Clock::default();

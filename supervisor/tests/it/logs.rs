@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::{slow_tests, Target};
+use crate::Target;
 
 /// Output lines per prefix name, in order, with the `name | ` prefix removed.
 fn lines_by_prefix(stdout: &str) -> HashMap<String, Vec<String>> {
@@ -29,7 +29,7 @@ fn every_line_arrives_once_whole_and_prefixed() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(target.path().join("garbage.bin"), &garbage).expect("write garbage");
-    let count = if slow_tests() { 1_000_000 } else { 200_000 };
+    let count = 1_000_000;
     target.service("flood", &format!("seq 1 {count}"));
     target.service(
         "partial",

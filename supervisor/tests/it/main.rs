@@ -234,11 +234,6 @@ pub fn exec_probe(argv: &[&str]) -> Option<Readiness> {
     })
 }
 
-/// Whether the slow tests run (CI sets `N2D_SLOW_TESTS=1`).
-pub fn slow_tests() -> bool {
-    std::env::var_os("N2D_SLOW_TESTS").is_some_and(|v| v == "1")
-}
-
 /// Nanoseconds since the epoch as a service wrote them with `date +%s%N`.
 pub fn stamps(text: &str) -> Vec<u128> {
     text.lines()
