@@ -155,7 +155,7 @@ pub fn target_unit_name(deployment: &Deployment) -> String {
     format!("{}.target", deployment.name)
 }
 
-fn render_unit(
+pub(crate) fn render_unit(
     deployment: &Deployment,
     service: &Service,
     sources: &dyn SourceFiles,
@@ -445,7 +445,7 @@ fn with_secrets(secrets: &[(String, String)], argv: &[String]) -> Vec<String> {
         "/bin/sh".to_string(),
         "-c".to_string(),
         script,
-        "n2d-secrets".to_string(),
+        "n2d-exec".to_string(),
     ];
     wrapped.extend(argv.iter().cloned());
     wrapped

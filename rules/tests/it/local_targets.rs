@@ -4,6 +4,8 @@
 mod entrypoint;
 #[path = "local/fixture.rs"]
 mod fixture;
+#[path = "local/nix_and_compose.rs"]
+mod nix_and_compose;
 #[path = "local/procfile.rs"]
 mod procfile;
 #[path = "local/systemd.rs"]
