@@ -12,3 +12,5 @@ mod compose;
 mod k8s;
 #[path = "containers/oci.rs"]
 mod oci;
+#[path = "containers/random.rs"]
+mod random;
