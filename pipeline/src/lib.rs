@@ -1,4 +1,16 @@
 //! The n2d build graph: the tasks that join the module system, the rules,
 //! the engine and the cache (Parse → Eval → Plan → Resolve → Render →
 //! Assemble → Materialize), and materialization of outputs on disk.
+//!
+//! `session` runs a build in stages; `tasks` holds one struct per task
+//! kind; `plan` decides what a request builds; `codec` encodes render
+//! outputs for the cache; `materialize` writes target folders.
+mod codec;
+mod direct;
 pub mod materialize;
+pub mod plan;
+mod session;
+mod tasks;
+
+pub use direct::evaluate_workspace;
+pub use session::{option_set, BuildRequest, BuildResult, ProgressFn, Session, SessionError};

@@ -80,11 +80,20 @@ struct ManifestEntry {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Manifest {
+    /// What the folder holds: the digest of the assembled output it was
+    /// materialized from (empty while a materialization is under way).
+    source: String,
     files: BTreeMap<String, Option<ManifestEntry>>,
 }
 
-/// Puts `files` into `dir`, creating it if needed; see the module docs.
-pub fn materialize(dir: &Path, files: &[OutputFile]) -> Result<Outcome, MaterializeError> {
+/// Puts `files` into `dir`, creating it if needed, and records `source` (a
+/// digest of what the files were made from) for [`is_in_sync`]; see the
+/// module docs.
+pub fn materialize(
+    dir: &Path,
+    files: &[OutputFile],
+    source: &str,
+) -> Result<Outcome, MaterializeError> {
     for file in files {
         check_relative_path(&file.path)?;
     }
@@ -94,14 +103,13 @@ pub fn materialize(dir: &Path, files: &[OutputFile]) -> Result<Outcome, Material
 
     // Claim every path before touching any: see "Crash safety".
     let mut pending = Manifest {
+        source: String::new(),
         files: old.files.clone(),
     };
     for path in &new_paths {
         pending.files.entry(path.to_string()).or_insert(None);
     }
-    if pending.files.len() != old.files.len() {
-        write_manifest(dir, &pending)?;
-    }
+    write_manifest(dir, &pending)?;
 
     ensure_parent_dirs(dir, files)?;
     let results: Vec<(String, ManifestEntry, bool)> = files
@@ -114,7 +122,10 @@ pub fn materialize(dir: &Path, files: &[OutputFile]) -> Result<Outcome, Material
         .collect::<Result<_, _>>()?;
 
     let mut outcome = Outcome::default();
-    let mut manifest = Manifest::default();
+    let mut manifest = Manifest {
+        source: source.to_string(),
+        files: BTreeMap::new(),
+    };
     for (path, entry, wrote) in results {
         if wrote {
             outcome.written.push(path.clone());
@@ -136,29 +147,26 @@ pub fn materialize(dir: &Path, files: &[OutputFile]) -> Result<Outcome, Material
             Err(e) => return Err(io("inspecting the stale output", &path)(e)),
         }
     }
-    if manifest.files != old.files || pending.files.len() != old.files.len() {
-        write_manifest(dir, &manifest)?;
-    }
+    write_manifest(dir, &manifest)?;
     outcome.written.sort();
     outcome.removed.sort();
     Ok(outcome)
 }
 
-/// Whether every file of the manifest in `dir` is still on disk exactly as
-/// written (one `stat` each), and the manifest lists exactly `expected`.
-/// The no-op build's check that nobody edited or deleted an output.
-pub fn is_intact(dir: &Path, expected: &BTreeSet<String>) -> bool {
+/// Whether `dir` holds exactly what was materialized from `source`, every
+/// file still on disk as written (one `stat` each): the no-op build's check
+/// that nobody edited or deleted an output.
+pub fn is_in_sync(dir: &Path, source: &str) -> bool {
     let manifest = read_manifest(dir);
-    if manifest.files.len() != expected.len() {
-        return false;
-    }
-    manifest.files.par_iter().all(|(path, entry)| {
-        let Some(entry) = entry else { return false };
-        expected.contains(path)
-            && fs::symlink_metadata(dir.join(path))
-                .map(|meta| stat_matches(&meta, entry))
-                .unwrap_or(false)
-    })
+    !source.is_empty()
+        && manifest.source == source
+        && manifest.files.par_iter().all(|(path, entry)| {
+            entry.as_ref().is_some_and(|entry| {
+                fs::symlink_metadata(dir.join(path))
+                    .map(|meta| stat_matches(&meta, entry))
+                    .unwrap_or(false)
+            })
+        })
 }
 
 /// Checks that `path` stays inside the folder it is relative to.
@@ -337,12 +345,18 @@ mod tests {
     fn writes_keeps_unchanged_and_removes_stale() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("out");
-        let first = materialize(&dir, &[file("a", "1", 0o644), file("sub/b", "2", 0o755)]).unwrap();
+        let first = materialize(
+            &dir,
+            &[file("a", "1", 0o644), file("sub/b", "2", 0o755)],
+            "one",
+        )
+        .unwrap();
         assert_eq!(first.written, vec!["a", "sub/b"]);
         let mtime_a = fs::metadata(dir.join("a")).unwrap().modified().unwrap();
         fs::write(dir.join("user-log"), "kept").unwrap();
 
-        let second = materialize(&dir, &[file("a", "1", 0o644), file("c", "3", 0o600)]).unwrap();
+        let second =
+            materialize(&dir, &[file("a", "1", 0o644), file("c", "3", 0o600)], "two").unwrap();
         assert_eq!(second.written, vec!["c"]);
         assert_eq!(second.removed, vec!["sub/b"]);
         assert_eq!(second.unchanged, 1);
@@ -356,9 +370,10 @@ mod tests {
             fs::metadata(dir.join("c")).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        assert!(is_intact(&dir, &["a".to_string(), "c".to_string()].into()));
+        assert!(is_in_sync(&dir, "two"));
+        assert!(!is_in_sync(&dir, "one"));
         fs::write(dir.join("a"), "edited").unwrap();
-        assert!(!is_intact(&dir, &["a".to_string(), "c".to_string()].into()));
+        assert!(!is_in_sync(&dir, "two"));
     }
 
     #[test]
@@ -380,7 +395,7 @@ mod tests {
         let dir = tmp.path().join("out");
         fs::create_dir(&dir).unwrap();
         std::os::unix::fs::symlink(&outside, dir.join("sub")).unwrap();
-        let err = materialize(&dir, &[file("sub/x", "x", 0o644)]).unwrap_err();
+        let err = materialize(&dir, &[file("sub/x", "x", 0o644)], "s").unwrap_err();
         assert!(matches!(err, MaterializeError::Symlink(_)), "{err}");
         assert!(!outside.join("x").exists());
     }

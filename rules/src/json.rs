@@ -63,8 +63,14 @@ impl Rule for Json {
         let services: serde_json::Map<String, serde_json::Value> = fragments
             .iter()
             .map(|(name, fragment)| {
-                let label = fragment.get("label").cloned().unwrap_or(serde_json::Value::Null);
-                (name.to_string(), serde_json::json!({ "label": label, "file": format!("services/{name}.json") }))
+                let label = fragment
+                    .get("label")
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null);
+                (
+                    name.to_string(),
+                    serde_json::json!({ "label": label, "file": format!("services/{name}.json") }),
+                )
             })
             .collect();
         let value = serde_json::json!({
@@ -75,6 +81,10 @@ impl Rule for Json {
         });
         let mut bytes = serde_json::to_vec_pretty(&value).expect("a JSON value always serializes");
         bytes.push(b'\n');
-        Ok(vec![Artifact { path: "deployment.json".into(), bytes, mode: 0o644 }])
+        Ok(vec![Artifact {
+            path: "deployment.json".into(),
+            bytes,
+            mode: 0o644,
+        }])
     }
 }

@@ -4,8 +4,25 @@
 //! the engine can cache them by the content of their inputs.
 //!
 //! Only this crate knows target formats.
+use std::sync::Arc;
+
 use n2d_modules::service::Service;
 use n2d_modules::TargetEnv;
+
+/// Every target n2d can render, one rule each.
+pub fn all() -> Vec<Arc<dyn Rule>> {
+    vec![
+        Arc::new(json::Json),
+        Arc::new(procfile::Procfile),
+        Arc::new(process_compose::ProcessCompose),
+        Arc::new(systemd::Systemd),
+        Arc::new(nixos::Nixos),
+        Arc::new(vm::Vm),
+        Arc::new(oci::OciRule),
+        Arc::new(compose::ComposeRule),
+        Arc::new(k8s::K8sRule),
+    ]
+}
 
 /// One output file, relative to the target folder
 /// (`n2d-out/<package>/<deployment>/<target>/`).

@@ -1,0 +1,173 @@
+//! The macro benchmark of `n2d build` (DESIGN.md §10, issue 3): on a
+//! generated monorepo, measures in one run the floor (walking the tree and
+//! stat-ing every input file), the cold build with 1 and 2 jobs, the no-op
+//! build, and the build after one service changed, for the `json` target;
+//! prints each with its ratio to the floor and checks what re-ran.
+//!
+//! `cargo bench --bench build` (set `N2D_BENCH_PACKAGES=100` for a quick run).
+mod monorepo;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs it once as
+    // a smoke test with a tiny workspace.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let shape = if smoke {
+        monorepo::Shape {
+            packages: 4,
+            services_per_package: 3,
+            packages_per_deployment: 2,
+        }
+    } else {
+        monorepo::Shape::from_env()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("ws");
+    monorepo::generate(&root, &shape);
+    let rounds = if smoke { 1 } else { 5 };
+    println!(
+        "workspace: {} services in {} packages ({} rounds, median)",
+        shape.services(),
+        shape.packages,
+        rounds
+    );
+
+    let floor = median(rounds, || time(|| stat_every_input(&root)));
+    let mut cold = Vec::new();
+    for jobs in [1, 2] {
+        cold.push(median(rounds.min(3), || {
+            clean(&root);
+            let (elapsed, summary) = build(&root, jobs);
+            assert!(
+                summary["ok"].as_bool().unwrap(),
+                "cold build failed: {summary}"
+            );
+            elapsed
+        }));
+    }
+    let (_, summary) = build(&root, 2);
+    assert_eq!(
+        summary["by_kind"]["render"]["executed"], 0,
+        "second build re-rendered: {summary}"
+    );
+    let noop = median(rounds, || build(&root, 2).0);
+
+    let mut generation = 0;
+    let one_change = median(rounds, || {
+        generation += 1;
+        monorepo::change_one_service(&root, &shape, 0, generation);
+        let (elapsed, summary) = build(&root, 2);
+        assert_eq!(
+            summary["by_kind"]["render"]["executed"], 1,
+            "one changed service must re-render exactly one service: {summary}"
+        );
+        elapsed
+    });
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let ratio = |d: Duration| d.as_secs_f64() / floor.as_secs_f64();
+    println!("{:<28} {:>10} {:>10}", "measure", "ms", "÷ floor");
+    println!(
+        "{:<28} {:>10.1} {:>10.2}",
+        "floor (walk + stat inputs)",
+        ms(floor),
+        1.0
+    );
+    println!(
+        "{:<28} {:>10.1} {:>10.2}",
+        "cold build, 1 job",
+        ms(cold[0]),
+        ratio(cold[0])
+    );
+    println!(
+        "{:<28} {:>10.1} {:>10.2}",
+        "cold build, 2 jobs",
+        ms(cold[1]),
+        ratio(cold[1])
+    );
+    println!(
+        "{:<28} {:>10.1} {:>10.2}",
+        "no-op build",
+        ms(noop),
+        ratio(noop)
+    );
+    println!(
+        "{:<28} {:>10.1} {:>10.2}",
+        "one service changed",
+        ms(one_change),
+        ratio(one_change)
+    );
+    println!("no-op ÷ floor: {:.2} (goal ≤ 2)", ratio(noop));
+    println!(
+        "one change ÷ no-op: {:.2} (goal ≤ 1.5)",
+        one_change.as_secs_f64() / noop.as_secs_f64()
+    );
+    println!(
+        "cold speed-up 1 → 2 jobs: {:.2} (goal ≥ 1.7)",
+        cold[0].as_secs_f64() / cold[1].as_secs_f64()
+    );
+}
+
+fn build(root: &Path, jobs: usize) -> (Duration, serde_json::Value) {
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_n2d"))
+        .current_dir(root)
+        .args([
+            "build",
+            "//...",
+            "--target",
+            "json",
+            "--json",
+            "--jobs",
+            &jobs.to_string(),
+        ])
+        .output()
+        .expect("n2d runs");
+    let elapsed = start.elapsed();
+    assert!(
+        out.status.success(),
+        "n2d build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last = stdout
+        .lines()
+        .last()
+        .expect("build --json prints a summary");
+    (
+        elapsed,
+        serde_json::from_str(last).expect("the summary is JSON"),
+    )
+}
+
+fn clean(root: &Path) {
+    for dir in ["n2d-out", ".n2d"] {
+        let _ = std::fs::remove_dir_all(root.join(dir));
+    }
+}
+
+/// The floor: what any build must do to know nothing changed.
+fn stat_every_input(root: &Path) -> usize {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_entry(|e| !matches!(e.file_name().to_str(), Some("n2d-out" | ".n2d")))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| std::fs::metadata(e.path()).is_ok())
+        .count()
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> Duration {
+    let start = Instant::now();
+    std::hint::black_box(f());
+    start.elapsed()
+}
+
+fn median(rounds: usize, mut f: impl FnMut() -> Duration) -> Duration {
+    let mut samples: Vec<Duration> = (0..rounds.max(1)).map(|_| f()).collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}

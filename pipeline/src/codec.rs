@@ -1,0 +1,147 @@
+//! The byte encoding of Render and Assemble outputs as the cache stores
+//! them: artifacts (which may be large binary blobs, such as image layers)
+//! length-prefixed, then the JSON fragment and the warnings.
+//!
+//! Invariant: `decode(encode(x)) == x`, and the encoding is canonical (the
+//! same value always gives the same bytes), so output digests give early
+//! cutoff.
+use n2d_rules::{Artifact, Rendered};
+
+/// Encodes a rendered service.
+pub fn encode_rendered(rendered: &Rendered) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_artifacts_into(&rendered.artifacts, &mut out);
+    let fragment = serde_json::to_vec(&rendered.fragment).expect("a JSON value always serializes");
+    put_bytes(&mut out, &fragment);
+    put_u32(&mut out, rendered.warnings.len() as u32);
+    for warning in &rendered.warnings {
+        put_bytes(&mut out, warning.as_bytes());
+    }
+    out
+}
+
+/// Decodes what [`encode_rendered`] wrote.
+pub fn decode_rendered(bytes: &[u8]) -> Result<Rendered, DecodeError> {
+    let mut reader = Reader { bytes, at: 0 };
+    let artifacts = reader.artifacts()?;
+    let fragment = serde_json::from_slice(reader.bytes()?).map_err(|_| DecodeError)?;
+    let count = reader.u32()?;
+    let mut warnings = Vec::new();
+    for _ in 0..count {
+        warnings.push(String::from_utf8(reader.bytes()?.to_vec()).map_err(|_| DecodeError)?);
+    }
+    reader.end()?;
+    Ok(Rendered {
+        artifacts,
+        fragment,
+        warnings,
+    })
+}
+
+/// Encodes a list of artifacts.
+pub fn encode_artifacts(artifacts: &[Artifact]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_artifacts_into(artifacts, &mut out);
+    out
+}
+
+/// Decodes what [`encode_artifacts`] wrote.
+pub fn decode_artifacts(bytes: &[u8]) -> Result<Vec<Artifact>, DecodeError> {
+    let mut reader = Reader { bytes, at: 0 };
+    let artifacts = reader.artifacts()?;
+    reader.end()?;
+    Ok(artifacts)
+}
+
+/// The bytes are not an encoding of this module: a bug, since the cache
+/// verifies every blob it serves.
+#[derive(Debug, thiserror::Error)]
+#[error("a cached output is not in the expected encoding (please report this bug)")]
+pub struct DecodeError;
+
+fn encode_artifacts_into(artifacts: &[Artifact], out: &mut Vec<u8>) {
+    put_u32(out, artifacts.len() as u32);
+    for artifact in artifacts {
+        put_bytes(out, artifact.path.as_bytes());
+        put_u32(out, artifact.mode);
+        put_bytes(out, &artifact.bytes);
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.at.checked_add(len).ok_or(DecodeError)?;
+        let slice = self.bytes.get(self.at..end).ok_or(DecodeError)?;
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("four bytes"),
+        ))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = u64::from_le_bytes(self.take(8)?.try_into().expect("eight bytes"));
+        self.take(usize::try_from(len).map_err(|_| DecodeError)?)
+    }
+
+    fn artifacts(&mut self) -> Result<Vec<Artifact>, DecodeError> {
+        let count = self.u32()?;
+        let mut artifacts = Vec::with_capacity(count.min(1 << 16) as usize);
+        for _ in 0..count {
+            let path = String::from_utf8(self.bytes()?.to_vec()).map_err(|_| DecodeError)?;
+            let mode = self.u32()?;
+            let bytes = self.bytes()?.to_vec();
+            artifacts.push(Artifact { path, bytes, mode });
+        }
+        Ok(artifacts)
+    }
+
+    fn end(&self) -> Result<(), DecodeError> {
+        if self.at == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(DecodeError)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn rendered_round_trips(
+            files in proptest::collection::vec(("[a-z/]{1,12}", any::<u32>(), proptest::collection::vec(any::<u8>(), 0..64)), 0..5),
+            warnings in proptest::collection::vec(".{0,20}", 0..3),
+            fragment in "[a-z]{0,8}",
+        ) {
+            let rendered = Rendered {
+                artifacts: files.into_iter().map(|(path, mode, bytes)| Artifact { path, bytes, mode }).collect(),
+                fragment: serde_json::json!({ "x": fragment }),
+                warnings,
+            };
+            let bytes = encode_rendered(&rendered);
+            prop_assert_eq!(decode_rendered(&bytes).unwrap(), rendered);
+            prop_assert!(decode_rendered(&bytes[..bytes.len() - 1]).is_err());
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! A build session: the workspace, its cache, the rules and the option set,
+//! and `Session::build`, which runs the pipeline as four engine stages:
+//!
+//! 1. Parse and Eval every package file;
+//! 2. Plan the request over the evaluated packages;
+//! 3. Resolve, Render and Assemble what the plan names;
+//! 4. Materialize the target folders that are not already in sync.
+//!
+//! Stages exist because each one's graph depends on the previous one's
+//! outputs (which packages exist, which services a deployment holds); the
+//! engine connects them by output digest (`Graph::import`), so caching and
+//! early cutoff work across stages.
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use n2d_cache::Cache;
+use n2d_engine::{
+    Engine, EngineConfig, Graph, OnFailure, Progress, Report, Status, Summary, TaskError, TaskId,
+};
+use n2d_modules::{Format, OptionSet, Workspace};
+use n2d_rules::{Deployment, Rule};
+
+use crate::materialize;
+use crate::plan::{Plan, PlanRequest};
+use crate::tasks::{
+    AssembleTask, EvalTask, MaterializeTask, ParseTask, PlanTask, RenderTask, ResolveTask,
+    SharedUniverse,
+};
+
+/// What a build is asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct BuildRequest {
+    /// Deployment labels or patterns; empty means `//...`.
+    pub patterns: Vec<String>,
+    /// Targets; empty means each deployment's own (or the workspace default).
+    pub targets: Vec<String>,
+    /// The package of the current folder, for `:name` labels.
+    pub current_package: Option<String>,
+    pub jobs: Option<usize>,
+    pub keep_going: bool,
+}
+
+/// Called from worker threads as tasks start and finish.
+pub type ProgressFn = Arc<dyn Fn(Progress<'_>) + Send + Sync>;
+
+/// What a build did.
+#[derive(Debug, Default)]
+pub struct BuildResult {
+    pub ok: bool,
+    /// Counts over all stages. Materializations found in sync count as
+    /// cached.
+    pub summary: Summary,
+    /// The target folders of the build, in plan order.
+    pub outputs: Vec<PathBuf>,
+    /// For each task that ran: its identity and why it ran.
+    pub explanations: Vec<(String, String)>,
+    /// One full message per failed task.
+    pub errors: Vec<String>,
+    /// Options a target could not honour, from the renders that ran.
+    pub warnings: Vec<String>,
+    /// Cache notices (damaged entries dropped, a database set aside).
+    pub notices: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Cache(#[from] n2d_cache::CacheError),
+    #[error(transparent)]
+    Engine(#[from] n2d_engine::EngineError),
+    #[error(
+        "the options of the `{target}` target are invalid (please report this bug):\n{source}"
+    )]
+    RuleOptions {
+        target: &'static str,
+        source: n2d_modules::Error,
+    },
+}
+
+/// The workspace with its cache open (and its lock held) and the rules.
+pub struct Session {
+    pub workspace: Workspace,
+    cache: Arc<Cache>,
+    rules: Rules,
+    options: Arc<OptionSet>,
+    /// Identifies the option declarations: part of Plan and Resolve keys.
+    options_digest: String,
+}
+
+impl Session {
+    /// Opens the workspace's cache, waiting for another n2d process that
+    /// holds it (`on_wait` is called first).
+    pub fn open(
+        workspace: Workspace,
+        on_wait: impl FnOnce(&Path),
+    ) -> Result<Session, SessionError> {
+        let cache = Arc::new(Cache::open(
+            &workspace.root.join(&workspace.settings.cache_dir),
+            on_wait,
+        )?);
+        let (rules, options, options_digest) = rules_and_options()?;
+        Ok(Session {
+            workspace,
+            cache,
+            rules,
+            options: Arc::new(options),
+            options_digest,
+        })
+    }
+
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.cache
+    }
+
+    /// The folder a deployment's target is materialized into.
+    pub fn target_dir(&self, package: &str, deployment: &str, target: &str) -> PathBuf {
+        let mut dir = self
+            .workspace
+            .root
+            .join(&self.workspace.settings.output_dir);
+        if !package.is_empty() {
+            dir.push(package);
+        }
+        dir.push(deployment);
+        dir.push(target);
+        dir
+    }
+
+    /// Runs a build; see the module docs for its stages.
+    pub fn build(
+        &self,
+        request: &BuildRequest,
+        progress: Option<ProgressFn>,
+    ) -> Result<BuildResult, SessionError> {
+        let mut engine = Engine::new(
+            self.cache.clone(),
+            EngineConfig {
+                jobs: request.jobs.unwrap_or_else(|| EngineConfig::default().jobs),
+                on_failure: if request.keep_going {
+                    OnFailure::KeepGoing
+                } else {
+                    OnFailure::Stop
+                },
+            },
+        )?;
+        if let Some(progress) = progress {
+            engine.on_progress(move |event| progress(event));
+        }
+        let mut result = BuildResult::default();
+
+        // Stage 1: every package file.
+        let root = &self.workspace.root;
+        let mut graph = Graph::new();
+        let mut evals = BTreeMap::new();
+        for package in &self.workspace.packages {
+            let file = package.path.to_string_lossy().replace('\\', "/");
+            if package.format == Format::Nix {
+                result.errors.push(format!(
+                    "error: `{file}` is a Nix module file, which this build of n2d cannot evaluate\n = help: write the package as n2d.toml or n2d.json"
+                ));
+                continue;
+            }
+            let parse = graph.add(
+                ParseTask {
+                    identity: format!("parse {file}"),
+                    file,
+                    path: root.join(&package.path),
+                    format: package.format,
+                },
+                &[],
+            );
+            let eval = graph.add(
+                EvalTask {
+                    identity: format!("eval //{}", package.package),
+                    package: package.package.clone(),
+                },
+                &[parse],
+            );
+            evals.insert(package.package.clone(), eval);
+        }
+        let first = Arc::new(engine.run(graph)?);
+        self.absorb(&first, &mut result);
+        if !result.errors.is_empty() {
+            return Ok(result);
+        }
+
+        // Stage 2: the plan.
+        let universe = Arc::new(SharedUniverse::new(
+            first.clone(),
+            evals.clone(),
+            self.options.clone(),
+            self.workspace.settings.clone(),
+        ));
+        let mut graph = Graph::new();
+        let imported: Vec<TaskId> = evals
+            .values()
+            .filter_map(|&id| graph.import(&first, id))
+            .collect();
+        let patterns = if request.patterns.is_empty() {
+            vec!["//...".to_string()]
+        } else {
+            request.patterns.clone()
+        };
+        let plan_id = graph.add(
+            PlanTask {
+                request: PlanRequest {
+                    patterns,
+                    targets: request.targets.clone(),
+                    current_package: request.current_package.clone(),
+                    default_targets: self.workspace.settings.default_targets.clone(),
+                    known_targets: self.rules.keys().map(|t| t.to_string()).collect(),
+                },
+                options_digest: self.options_digest.clone(),
+                universe: universe.clone(),
+            },
+            &imported,
+        );
+        let second = engine.run(graph)?;
+        self.absorb(&second, &mut result);
+        if !result.errors.is_empty() {
+            return Ok(result);
+        }
+        let plan: Plan = match second
+            .output(plan_id)
+            .map(|bytes| serde_json::from_slice(&bytes))
+        {
+            Ok(Ok(plan)) => plan,
+            Ok(Err(e)) => {
+                result.errors.push(format!(
+                    "error: the cached plan is unreadable (please report this bug): {e}"
+                ));
+                return Ok(result);
+            }
+            Err(e) => {
+                result.errors.push(format!("error: {e}"));
+                return Ok(result);
+            }
+        };
+
+        // Stage 3: resolve, render, assemble.
+        let mut graph = Graph::new();
+        let mut imported_evals: HashMap<&str, TaskId> = HashMap::new();
+        let mut resolves: HashMap<(String, String, String), TaskId> = HashMap::new();
+        let mut assembles = Vec::new();
+        for planned in &plan.deployments {
+            let deployment = Arc::new(Deployment {
+                package: planned.label.package.clone(),
+                name: planned.label.name.clone(),
+                namespace: planned.namespace.clone(),
+                services: planned.services.iter().map(|s| s.name.clone()).collect(),
+                base_layer: self.workspace.settings.base_layer.clone(),
+            });
+            for target in &planned.targets {
+                let rule = self.rules[target.as_str()].clone();
+                let env = rule.env().id();
+                let mut renders = Vec::new();
+                for service in &planned.services {
+                    let key = (planned.label.to_string(), service.name.clone(), env.clone());
+                    let resolve = match resolves.get(&key) {
+                        Some(&id) => id,
+                        None => {
+                            let mut dependencies = Vec::new();
+                            for package in &service.packages {
+                                let Some(&eval) = evals.get(package) else {
+                                    continue;
+                                };
+                                let id = match imported_evals.get(package.as_str()) {
+                                    Some(&id) => id,
+                                    None => {
+                                        let id =
+                                            graph.import(&first, eval).expect("stage 1 succeeded");
+                                        imported_evals.insert(package.as_str(), id);
+                                        id
+                                    }
+                                };
+                                dependencies.push(id);
+                            }
+                            let id = graph.add(
+                                ResolveTask {
+                                    identity: format!(
+                                        "resolve {} in {} ({env})",
+                                        service.label, planned.label
+                                    ),
+                                    deployment: planned.label.clone(),
+                                    service: service.name.clone(),
+                                    rule: rule.clone(),
+                                    options_digest: self.options_digest.clone(),
+                                    universe: universe.clone(),
+                                },
+                                &dependencies,
+                            );
+                            resolves.insert(key, id);
+                            id
+                        }
+                    };
+                    let render = graph.add(
+                        RenderTask {
+                            identity: format!(
+                                "render {} in {} ({target})",
+                                service.label, planned.label
+                            ),
+                            rule: rule.clone(),
+                            deployment: deployment.clone(),
+                            sources: service
+                                .sources
+                                .iter()
+                                .map(|s| (s.clone(), root.join(s)))
+                                .collect(),
+                        },
+                        &[resolve],
+                    );
+                    renders.push(render);
+                }
+                let assemble = graph.add(
+                    AssembleTask {
+                        identity: format!("assemble {} ({target})", planned.label),
+                        rule: rule.clone(),
+                        deployment: deployment.clone(),
+                    },
+                    &renders,
+                );
+                assembles.push((planned.label.clone(), target.clone(), assemble));
+            }
+        }
+        let third = engine.run(graph)?;
+        self.absorb(&third, &mut result);
+        for id in third.executed().filter(|&id| third.kind(id) == "render") {
+            if let Ok(bytes) = third.output(id) {
+                if let Ok(rendered) = crate::codec::decode_rendered(&bytes) {
+                    for warning in rendered.warnings {
+                        result
+                            .warnings
+                            .push(format!("{}: {warning}", third.identity(id)));
+                    }
+                }
+            }
+        }
+
+        // Stage 4: materialize what is out of sync.
+        let mut graph = Graph::new();
+        let mut in_sync = 0;
+        for (label, target, assemble) in &assembles {
+            let Some(digest) = third.outcome(*assemble).output else {
+                continue;
+            };
+            let dir = self.target_dir(&label.package, &label.name, target);
+            let assembled = digest.to_hex();
+            result.outputs.push(dir.clone());
+            if materialize::is_in_sync(&dir, &assembled) {
+                in_sync += 1;
+                continue;
+            }
+            let dependency = graph
+                .import(&third, *assemble)
+                .expect("the assemble has an output");
+            graph.add(
+                MaterializeTask {
+                    identity: format!("materialize {label} ({target})"),
+                    dir,
+                    assembled,
+                },
+                &[dependency],
+            );
+        }
+        let fourth = engine.run(graph)?;
+        self.absorb(&fourth, &mut result);
+        if in_sync > 0 {
+            result.summary.cached += in_sync;
+            result
+                .summary
+                .by_kind
+                .entry("materialize")
+                .or_default()
+                .cached += in_sync;
+        }
+        result.ok = result.errors.is_empty() && result.summary.failed == 0;
+        Ok(result)
+    }
+
+    /// Adds a stage's counts, explanations, errors and notices.
+    fn absorb(&self, report: &Report, result: &mut BuildResult) {
+        result.summary.merge(report.summary());
+        for id in report.ids() {
+            match &report.outcome(id).status {
+                Status::Executed(_) => {
+                    if let Some(why) = report.explain(id) {
+                        result
+                            .explanations
+                            .push((report.identity(id).to_string(), why));
+                    }
+                }
+                Status::Failed(error) => result
+                    .errors
+                    .push(describe_failure(report.identity(id), error)),
+                _ => {}
+            }
+        }
+        result
+            .notices
+            .extend(report.notices().iter().map(|n| n.message.clone()));
+        result
+            .notices
+            .extend(self.cache.take_notices().into_iter().map(|n| n.message));
+    }
+}
+
+/// The rules by target.
+type Rules = BTreeMap<&'static str, Arc<dyn Rule>>;
+
+/// The rules by target, the option set they extend, and its digest.
+fn rules_and_options() -> Result<(Rules, OptionSet, String), SessionError> {
+    let mut options = OptionSet::core();
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(options.reference_markdown().as_bytes());
+    let mut rules = BTreeMap::new();
+    for rule in n2d_rules::all() {
+        let declarations = rule.options();
+        if !declarations.is_empty() {
+            options
+                .extend(rule.target(), declarations)
+                .map_err(|source| SessionError::RuleOptions {
+                    target: rule.target(),
+                    source,
+                })?;
+        }
+        hasher.update(rule.target().as_bytes());
+        hasher.update(declarations.as_bytes());
+        rules.insert(rule.target(), rule);
+    }
+    Ok((rules, options, hasher.finalize().to_hex().to_string()))
+}
+
+/// The rules by target and the option set with their declarations: what
+/// `n2d show` and `n2d options` use outside a build.
+pub fn option_set() -> Result<OptionSet, SessionError> {
+    rules_and_options().map(|(_, options, _)| options)
+}
+
+/// One message for a failed task: a module error is already a full
+/// rustc-style message; anything else gets the task's identity.
+fn describe_failure(identity: &str, error: &TaskError) -> String {
+    if let TaskError::Run(inner) = error {
+        if let Some(module_error) = inner.downcast_ref::<n2d_modules::Error>() {
+            return module_error.to_string();
+        }
+        return format!("error: {identity}: {inner}");
+    }
+    format!("error: {identity}: {error}")
+}

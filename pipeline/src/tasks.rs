@@ -1,0 +1,371 @@
+//! The tasks of the build graph, one struct per kind. Each is pure in the
+//! engine's sense: its output is a function of its declared inputs and the
+//! outputs of its dependencies (see `n2d_engine::Task`).
+//!
+//! Outputs: Parse → `ModuleFile` (JSON), Eval → `Package` (JSON), Plan →
+//! `Plan` (JSON), Resolve → the resolved service's canonical JSON (its value
+//! only: provenance would make a comment edit reach the renderers), Render →
+//! `codec::encode_rendered`, Assemble → `codec::encode_artifacts`,
+//! Materialize → the sorted list of files written.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use n2d_engine::{Inputs, Report, RunContext, RunError, Task, TaskId};
+use n2d_modules::{Format, ModuleFile, OptionSet, Package, Settings, Universe};
+use n2d_rules::{Deployment, Rule, SourceFiles};
+
+use crate::codec;
+use crate::materialize::{self, OutputFile};
+use crate::plan::{make_plan, PlanRequest};
+
+/// Bumped when the pipeline's own encoding of outputs changes.
+const PIPELINE_VERSION: u32 = 1;
+
+/// Parse(file): a module file's text into a `ModuleFile`.
+pub struct ParseTask {
+    pub identity: String,
+    /// Workspace-relative path: the stable name of the input and the name
+    /// errors show.
+    pub file: String,
+    pub path: PathBuf,
+    pub format: Format,
+}
+
+impl Task for ParseTask {
+    fn kind(&self) -> &'static str {
+        "parse"
+    }
+    fn version(&self) -> u32 {
+        PIPELINE_VERSION
+    }
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.file(self.file.clone(), self.path.clone());
+        inputs.value("format", format!("{:?}", self.format).as_bytes());
+    }
+    fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
+        let bytes = context
+            .file(&self.file)
+            .expect("the module file is a declared input");
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| format!("{}: the file is not UTF-8 text: {e}", self.file))?;
+        let parsed = n2d_modules::parse_module_file(&self.file, text, self.format)?;
+        Ok(serde_json::to_vec(&parsed)?)
+    }
+}
+
+/// EvalPackage: a parsed module file into a `Package`.
+pub struct EvalTask {
+    pub identity: String,
+    pub package: String,
+}
+
+impl Task for EvalTask {
+    fn kind(&self) -> &'static str {
+        "eval"
+    }
+    fn version(&self) -> u32 {
+        PIPELINE_VERSION
+    }
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.value("package", self.package.as_bytes());
+    }
+    fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
+        let parsed: ModuleFile = serde_json::from_slice(context.dependency(0))?;
+        let package = n2d_modules::eval_package(&self.package, &parsed)?;
+        Ok(serde_json::to_vec(&package)?)
+    }
+}
+
+/// The evaluated packages of one build, deserialized once and shared by the
+/// tasks that need a `Universe` (Plan, Resolve). Each such task still
+/// declares exactly the packages it reads as dependencies, so its key is
+/// right; sharing only saves deserializing the same package many times.
+pub struct SharedUniverse {
+    pub report: Arc<Report>,
+    /// Package path → its Eval task in `report`.
+    pub evals: BTreeMap<String, TaskId>,
+    pub options: Arc<OptionSet>,
+    pub settings: Settings,
+    universe: OnceLock<Result<Universe, String>>,
+}
+
+impl SharedUniverse {
+    pub fn new(
+        report: Arc<Report>,
+        evals: BTreeMap<String, TaskId>,
+        options: Arc<OptionSet>,
+        settings: Settings,
+    ) -> Self {
+        SharedUniverse {
+            report,
+            evals,
+            options,
+            settings,
+            universe: OnceLock::new(),
+        }
+    }
+
+    pub fn get(&self) -> Result<&Universe, RunError> {
+        let universe = self.universe.get_or_init(|| {
+            let mut packages = BTreeMap::new();
+            for (name, &id) in &self.evals {
+                let bytes = self.report.output(id).map_err(|e| e.to_string())?;
+                let package: Package = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+                packages.insert(name.clone(), package);
+            }
+            Ok(Universe::new(
+                packages,
+                (*self.options).clone(),
+                &self.settings,
+            ))
+        });
+        universe.as_ref().map_err(|e| e.clone().into())
+    }
+}
+
+/// Plan: which deployments, targets and services the request builds.
+pub struct PlanTask {
+    pub request: PlanRequest,
+    pub options_digest: String,
+    pub universe: Arc<SharedUniverse>,
+}
+
+impl Task for PlanTask {
+    fn kind(&self) -> &'static str {
+        "plan"
+    }
+    fn version(&self) -> u32 {
+        PIPELINE_VERSION
+    }
+    fn identity(&self) -> &str {
+        "plan"
+    }
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.value(
+            "request",
+            &serde_json::to_vec(&self.request).expect("a request serializes"),
+        );
+        inputs.value("options", self.options_digest.as_bytes());
+        inputs.value(
+            "imports",
+            self.universe.settings.imports.join("\n").as_bytes(),
+        );
+    }
+    fn run(&self, _context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
+        let universe = self.universe.get()?;
+        let plan = make_plan(universe, &self.request)?;
+        Ok(serde_json::to_vec(&plan)?)
+    }
+}
+
+/// Resolve(deployment, service) for one target environment.
+pub struct ResolveTask {
+    pub identity: String,
+    pub deployment: n2d_modules::Label,
+    pub service: String,
+    pub rule: Arc<dyn Rule>,
+    pub options_digest: String,
+    pub universe: Arc<SharedUniverse>,
+}
+
+impl Task for ResolveTask {
+    fn kind(&self) -> &'static str {
+        "resolve"
+    }
+    fn version(&self) -> u32 {
+        PIPELINE_VERSION
+    }
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.value("deployment", self.deployment.to_string().as_bytes());
+        inputs.value("service", self.service.as_bytes());
+        inputs.value("env", self.rule.env().id().as_bytes());
+        inputs.value("options", self.options_digest.as_bytes());
+        inputs.value(
+            "imports",
+            self.universe.settings.imports.join("\n").as_bytes(),
+        );
+    }
+    fn run(&self, _context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
+        let universe = self.universe.get()?;
+        let resolved = universe.resolve(&self.deployment, &self.service, self.rule.env())?;
+        Ok(serde_json::to_vec(&resolved.value)?)
+    }
+}
+
+/// Render(deployment, service, target).
+pub struct RenderTask {
+    pub identity: String,
+    pub rule: Arc<dyn Rule>,
+    pub deployment: Arc<Deployment>,
+    /// (workspace-relative name, absolute path) of each declared source.
+    pub sources: Vec<(String, PathBuf)>,
+}
+
+impl Task for RenderTask {
+    fn kind(&self) -> &'static str {
+        "render"
+    }
+    fn version(&self) -> u32 {
+        PIPELINE_VERSION * 1000 + self.rule.version()
+    }
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.value("target", self.rule.target().as_bytes());
+        inputs.value("deployment", &deployment_bytes(&self.deployment));
+        for (name, path) in &self.sources {
+            inputs.file(name.clone(), path.clone());
+        }
+    }
+    fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
+        let service: n2d_modules::service::Service = serde_json::from_slice(context.dependency(0))?;
+        let sources = DeclaredSources { context };
+        let rendered = self.rule.render(&self.deployment, &service, &sources)?;
+        for artifact in &rendered.artifacts {
+            materialize::check_relative_path(&artifact.path)?;
+        }
+        Ok(codec::encode_rendered(&rendered))
+    }
+}
+
+/// Source files as a Render task may read them: only the declared ones, so
+/// that the task's key covers everything it read.
+struct DeclaredSources<'a, 'b> {
+    context: &'a RunContext<'b>,
+}
+
+impl SourceFiles for DeclaredSources<'_, '_> {
+    fn read(&self, path: &str) -> Result<Vec<u8>, String> {
+        match self.context.file(path) {
+            Some(bytes) => Ok(bytes.to_vec()),
+            None => Err(format!(
+                "`{path}` is not a source n2d knows this service reads: write the path literally in a module file (`files.<name>.source` or `env.<name>.file`), not through `${{{{ }}}}`"
+            )),
+        }
+    }
+}
+
+/// Assemble(deployment, target): the deployment-wide files.
+pub struct AssembleTask {
+    pub identity: String,
+    pub rule: Arc<dyn Rule>,
+    pub deployment: Arc<Deployment>,
+}
+
+impl Task for AssembleTask {
+    fn kind(&self) -> &'static str {
+        "assemble"
+    }
+    fn version(&self) -> u32 {
+        PIPELINE_VERSION * 1000 + self.rule.version()
+    }
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.value("target", self.rule.target().as_bytes());
+        inputs.value("deployment", &deployment_bytes(&self.deployment));
+    }
+    fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
+        let rendered: Vec<n2d_rules::Rendered> = context
+            .dependencies()
+            .map(codec::decode_rendered)
+            .collect::<Result<_, _>>()?;
+        let fragments: Vec<(&str, &serde_json::Value)> = self
+            .deployment
+            .services
+            .iter()
+            .map(String::as_str)
+            .zip(rendered.iter().map(|r| &r.fragment))
+            .collect();
+        let mut artifacts = self.rule.assemble(&self.deployment, &fragments)?;
+        for service in rendered {
+            artifacts.extend(service.artifacts);
+        }
+        artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+        if let Some(pair) = artifacts
+            .windows(2)
+            .find(|pair| pair[0].path == pair[1].path)
+        {
+            return Err(format!(
+                "two outputs of {} have the path `{}`",
+                self.identity, pair[0].path
+            )
+            .into());
+        }
+        for artifact in &artifacts {
+            materialize::check_relative_path(&artifact.path)?;
+        }
+        Ok(codec::encode_artifacts(&artifacts))
+    }
+}
+
+/// Materialize(deployment, target): puts the assembled files into the
+/// target folder. Only added to a graph when the folder is not already in
+/// sync with the Assemble output (see `session`).
+pub struct MaterializeTask {
+    pub identity: String,
+    pub dir: PathBuf,
+    /// The Assemble output this folder will hold, recorded in the folder.
+    pub assembled: String,
+}
+
+impl Task for MaterializeTask {
+    fn kind(&self) -> &'static str {
+        "materialize"
+    }
+    fn version(&self) -> u32 {
+        PIPELINE_VERSION
+    }
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+    fn caching(&self) -> n2d_engine::Caching {
+        // Acts on the world: it runs whenever the folder is out of sync.
+        n2d_engine::Caching::AlwaysRun
+    }
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.value("assembled", self.assembled.as_bytes());
+    }
+    fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
+        let artifacts = codec::decode_artifacts(context.dependency(0))?;
+        let files: Vec<OutputFile> = artifacts
+            .into_iter()
+            .map(|a| OutputFile {
+                path: a.path,
+                bytes: a.bytes,
+                mode: a.mode,
+            })
+            .collect();
+        materialize::materialize(&self.dir, &files, &self.assembled)?;
+        let mut listing = String::new();
+        for file in &files {
+            listing.push_str(&file.path);
+            listing.push('\n');
+        }
+        Ok(listing.into_bytes())
+    }
+}
+
+/// The canonical bytes of a render context.
+fn deployment_bytes(deployment: &Deployment) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "package": deployment.package,
+        "name": deployment.name,
+        "namespace": deployment.namespace,
+        "services": deployment.services,
+        "base_layer": deployment.base_layer,
+    }))
+    .expect("a JSON value always serializes")
+}

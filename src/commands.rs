@@ -1,0 +1,545 @@
+//! One function per subcommand: find the workspace, call the libraries,
+//! print. Errors from libraries already carry their full message.
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use n2d_modules::{parse_label, parse_pattern, LabelKind, LocalEnv, Universe, Workspace};
+use n2d_pipeline::{BuildRequest, BuildResult, Session};
+
+use crate::cli::{
+    BuildArgs, CacheCommand, CleanArgs, Cli, Command, GraphArgs, InitArgs, OptionsArgs,
+    OptionsFormat, QueryArgs, ShowArgs, UpArgs,
+};
+use crate::progress::BuildProgress;
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let cwd = match &cli.directory {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().context("finding the current folder")?,
+    };
+    match cli.command {
+        Command::Build(args) => build(&cwd, args),
+        Command::Up(args) => up(&cwd, args),
+        Command::Show(args) => show(&cwd, args),
+        Command::Options(args) => options(args),
+        Command::Query(args) => query(&cwd, args),
+        Command::Graph(args) => graph(&cwd, args),
+        Command::Targets => targets(),
+        Command::Init(args) => init(&cwd, args),
+        Command::Clean(args) => clean(&cwd, args),
+        Command::Cache { command } => cache(&cwd, command),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "n2d", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn workspace(cwd: &Path) -> Result<Workspace> {
+    Workspace::discover(cwd).map_err(|e| anyhow!("{e}"))
+}
+
+fn open_session(workspace: Workspace) -> Result<Session> {
+    Session::open(workspace, |lock| {
+        eprintln!(
+            "waiting for another n2d process to release {}…",
+            lock.display()
+        );
+    })
+    .map_err(|e| anyhow!("{e}"))
+}
+
+fn universe(workspace: &Workspace) -> Result<Universe> {
+    let options = n2d_pipeline::option_set().map_err(|e| anyhow!("{e}"))?;
+    n2d_pipeline::evaluate_workspace(workspace, options)
+        .map_err(|errors| anyhow!("{}", errors.join("\n\n")))
+}
+
+fn build(cwd: &Path, args: BuildArgs) -> Result<ExitCode> {
+    let workspace = workspace(cwd)?;
+    let current_package = workspace.package_of(cwd);
+    let session = open_session(workspace)?;
+    let request = BuildRequest {
+        patterns: args.labels,
+        targets: args.options.targets,
+        current_package,
+        jobs: args.options.jobs,
+        keep_going: args.options.keep_going,
+    };
+    let (progress, callback) = BuildProgress::new(args.options.json);
+    let result = session
+        .build(&request, callback)
+        .map_err(|e| anyhow!("{e}"))?;
+    progress.finish();
+    report_build(&result, args.options.explain, args.options.json);
+    Ok(if result.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Prints what a build did: errors, warnings and notices on stderr; the
+/// explanation and the summary (text or `--json`) on stdout.
+fn report_build(result: &BuildResult, explain: bool, json: bool) {
+    for notice in &result.notices {
+        eprintln!("note: {notice}");
+    }
+    for warning in &result.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for error in &result.errors {
+        eprintln!("{error}\n");
+    }
+    if explain {
+        for (identity, why) in &result.explanations {
+            println!("{identity}: {why}");
+        }
+    }
+    let summary = &result.summary;
+    if json {
+        let by_kind: serde_json::Map<String, serde_json::Value> = summary
+            .by_kind
+            .iter()
+            .map(|(kind, counts)| {
+                (
+                    kind.to_string(),
+                    serde_json::json!({ "executed": counts.executed, "cached": counts.cached, "failed": counts.failed }),
+                )
+            })
+            .collect();
+        let outputs: Vec<String> = result
+            .outputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": result.ok,
+                "executed": summary.executed,
+                "cached": summary.cached,
+                "failed": summary.failed,
+                "by_kind": by_kind,
+                "outputs": outputs,
+            })
+        );
+    } else {
+        let verdict = if result.ok { "built" } else { "failed" };
+        eprintln!(
+            "{verdict}: {} tasks run, {} cached, {} failed",
+            summary.executed, summary.cached, summary.failed
+        );
+        for output in &result.outputs {
+            eprintln!("  {}", output.display());
+        }
+    }
+}
+
+fn up(cwd: &Path, args: UpArgs) -> Result<ExitCode> {
+    let target = args.target.unwrap_or_else(|| "procfile".to_string());
+    match args.manager.as_deref() {
+        None | Some("supervisor") | Some("n2d") if target == "procfile" => {}
+        Some(other) => bail!("the manager `{other}` is not available for the `{target}` target; `n2d targets` lists them"),
+        None => bail!("the `{target}` target has no built-in manager; pass --manager"),
+    }
+    let workspace = workspace(cwd)?;
+    let current_package = workspace.package_of(cwd);
+    let label = parse_label(&args.label, current_package.as_deref()).map_err(|e| anyhow!("{e}"))?;
+    let session = open_session(workspace)?;
+    let request = BuildRequest {
+        patterns: vec![label.to_string()],
+        targets: vec![target.clone()],
+        current_package,
+        jobs: args.jobs,
+        keep_going: false,
+    };
+    let (progress, callback) = BuildProgress::new(false);
+    let result = session
+        .build(&request, callback)
+        .map_err(|e| anyhow!("{e}"))?;
+    progress.finish();
+    if !result.ok {
+        report_build(&result, false, false);
+        return Ok(ExitCode::from(1));
+    }
+    let dir = session.target_dir(&label.package, &label.name, &target);
+    // The supervisor runs in the foreground; release the workspace lock so
+    // that builds (and `n2d watch`) can run while services do.
+    drop(session);
+    let options = n2d_supervisor::Options {
+        timestamps: args.timestamps,
+        ..n2d_supervisor::Options::from_env()
+    };
+    let outcome = n2d_supervisor::run(&dir, options).map_err(|e| anyhow!("{e}"))?;
+    if !outcome.summary.is_empty() {
+        eprintln!("{}", outcome.summary);
+    }
+    Ok(ExitCode::from(outcome.code.clamp(0, 255) as u8))
+}
+
+fn show(cwd: &Path, args: ShowArgs) -> Result<ExitCode> {
+    let workspace = workspace(cwd)?;
+    let current_package = workspace.package_of(cwd);
+    let universe = universe(&workspace)?;
+    let service =
+        parse_label(&args.label, current_package.as_deref()).map_err(|e| anyhow!("{e}"))?;
+    let resolved = match &args.deployment {
+        Some(deployment) => {
+            let deployment = parse_label(deployment, current_package.as_deref()).map_err(|e| anyhow!("{e}"))?;
+            let spec = universe.deployment(&deployment).map_err(|e| anyhow!("{e}"))?;
+            let name = spec
+                .services
+                .iter()
+                .find(|s| s.label == service || s.name == service.name)
+                .map(|s| s.name.clone())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "error: {service} is not a service of {deployment}\n = help: its services are: {}",
+                        spec.services.iter().map(|s| s.label.to_string()).collect::<Vec<_>>().join(", ")
+                    )
+                })?;
+            universe.resolve(&deployment, &name, &LocalEnv)
+        }
+        None => universe.resolve_standalone(&service, &LocalEnv),
+    }
+    .map_err(|e| anyhow!("{e}"))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&n2d_modules::show_json(&resolved))?
+        );
+    } else {
+        print!("{}", n2d_modules::format_show(&resolved));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn options(args: OptionsArgs) -> Result<ExitCode> {
+    let options = n2d_pipeline::option_set().map_err(|e| anyhow!("{e}"))?;
+    match args.format {
+        OptionsFormat::Markdown => print!("{}", options.reference_markdown()),
+        OptionsFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&options.reference_json())?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn query(cwd: &Path, args: QueryArgs) -> Result<ExitCode> {
+    let workspace = workspace(cwd)?;
+    let current_package = workspace.package_of(cwd);
+    let universe = universe(&workspace)?;
+    let (mode, text) = match args.query.as_slice() {
+        [pattern] => (None, pattern.as_str()),
+        [mode, label] if mode == "deps" || mode == "rdeps" => (Some(mode.as_str()), label.as_str()),
+        [mode, _] => {
+            bail!("unknown query `{mode}`: use `deps LABEL`, `rdeps LABEL`, or a label pattern")
+        }
+        _ => unreachable!("clap allows one or two values"),
+    };
+    let lines: Vec<String> = match mode {
+        None => {
+            let pattern =
+                parse_pattern(text, current_package.as_deref()).map_err(|e| anyhow!("{e}"))?;
+            universe
+                .matching(&pattern)
+                .map_err(|e| anyhow!("{e}"))?
+                .into_iter()
+                .map(|(label, kind)| format!("{label} ({})", kind.noun()))
+                .collect()
+        }
+        Some(mode) => {
+            let label =
+                parse_label(text, current_package.as_deref()).map_err(|e| anyhow!("{e}"))?;
+            label_dependencies(&universe, &label, mode == "rdeps")?
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&lines)?);
+    } else {
+        for line in lines {
+            println!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deps`: what a deployment holds, or what a service of it refers to in
+/// each deployment; `rdeps`: the deployments that hold a service.
+fn label_dependencies(
+    universe: &Universe,
+    label: &n2d_modules::Label,
+    reverse: bool,
+) -> Result<Vec<String>> {
+    let kind = universe.lookup(label).map_err(|e| anyhow!("{e}"))?;
+    let deployments: Vec<n2d_modules::Label> = universe
+        .labels()
+        .into_iter()
+        .filter(|(_, kind)| *kind == LabelKind::Deployment)
+        .map(|(label, _)| label)
+        .collect();
+    let mut out = Vec::new();
+    match (kind, reverse) {
+        (LabelKind::Deployment, false) => {
+            let spec = universe.deployment(label).map_err(|e| anyhow!("{e}"))?;
+            out.extend(spec.services.iter().map(|s| s.label.to_string()));
+        }
+        (LabelKind::Service, false) => {
+            for deployment in &deployments {
+                let spec = universe
+                    .deployment(deployment)
+                    .map_err(|e| anyhow!("{e}"))?;
+                if let Some(member) = spec.services.iter().find(|s| &s.label == label) {
+                    let resolved = universe
+                        .resolve(deployment, &member.name, &LocalEnv)
+                        .map_err(|e| anyhow!("{e}"))?;
+                    for name in resolved.references {
+                        if let Some(dep) = spec.services.iter().find(|s| s.name == name) {
+                            out.push(format!("{} (in {deployment})", dep.label));
+                        }
+                    }
+                }
+            }
+        }
+        (LabelKind::Service | LabelKind::Module, true) => {
+            for deployment in &deployments {
+                let spec = universe
+                    .deployment(deployment)
+                    .map_err(|e| anyhow!("{e}"))?;
+                for member in &spec.services {
+                    let packages = universe.package_inputs(deployment, &member.name);
+                    let holds = &member.label == label;
+                    if holds || (kind == LabelKind::Module && packages.contains(&label.package)) {
+                        out.push(format!("{} (in {deployment})", member.label));
+                    }
+                }
+            }
+        }
+        (LabelKind::Module, false) => {
+            bail!("`{label}` is a module: `n2d query rdeps {label}` lists what may use it")
+        }
+        (LabelKind::Deployment, true) => bail!("nothing depends on a deployment"),
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn graph(cwd: &Path, args: GraphArgs) -> Result<ExitCode> {
+    let workspace = workspace(cwd)?;
+    let current_package = workspace.package_of(cwd);
+    let universe = universe(&workspace)?;
+    let label = parse_label(&args.label, current_package.as_deref()).map_err(|e| anyhow!("{e}"))?;
+    let spec = universe.deployment(&label).map_err(|e| anyhow!("{e}"))?;
+    let targets = if !args.targets.is_empty() {
+        args.targets
+    } else if !spec.targets.is_empty() {
+        spec.targets.clone()
+    } else {
+        workspace.settings.default_targets.clone()
+    };
+    // The graph of the pipeline for this deployment, as the build would make it.
+    let mut nodes: Vec<(String, &'static str)> = Vec::new();
+    let mut edges: Vec<(String, String)> = Vec::new();
+    for target in &targets {
+        let assemble = format!("assemble {label} ({target})");
+        let materialize = format!("materialize {label} ({target})");
+        for service in &spec.services {
+            let resolve = format!("resolve {} in {label}", service.label);
+            let render = format!("render {} in {label} ({target})", service.label);
+            for package in universe.package_inputs(&label, &service.name) {
+                edges.push((format!("eval //{package}"), resolve.clone()));
+            }
+            nodes.push((resolve.clone(), "resolve"));
+            nodes.push((render.clone(), "render"));
+            edges.push((resolve, render.clone()));
+            edges.push((render, assemble.clone()));
+        }
+        nodes.push((assemble.clone(), "assemble"));
+        nodes.push((materialize.clone(), "materialize"));
+        edges.push((assemble, materialize));
+    }
+    for package in &workspace.packages {
+        let parse = format!("parse {}", package.display_path());
+        let eval = format!("eval //{}", package.package);
+        if edges.iter().any(|(from, _)| *from == eval) {
+            nodes.push((parse.clone(), "parse"));
+            nodes.push((eval.clone(), "eval"));
+            edges.push((parse, eval));
+        }
+    }
+    nodes.sort();
+    nodes.dedup();
+    edges.sort();
+    edges.dedup();
+    match args.format {
+        crate::cli::GraphFormat::Json => {
+            let value = serde_json::json!({
+                "nodes": nodes.iter().map(|(id, kind)| serde_json::json!({"id": id, "kind": kind})).collect::<Vec<_>>(),
+                "edges": edges.iter().map(|(from, to)| serde_json::json!({"from": from, "to": to})).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        crate::cli::GraphFormat::Dot => {
+            println!("digraph n2d {{");
+            println!("  rankdir=LR;");
+            for (id, kind) in &nodes {
+                println!("  {:?} [shape=box, label={:?}, class={kind:?}];", id, id);
+            }
+            for (from, to) in &edges {
+                println!("  {from:?} -> {to:?};");
+            }
+            println!("}}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn targets() -> Result<ExitCode> {
+    for rule in n2d_rules::all() {
+        let managers = match rule.target() {
+            "procfile" => "supervisor (built in)",
+            _ => "—",
+        };
+        println!("{:<16} {managers}", rule.target());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init(cwd: &Path, args: InitArgs) -> Result<ExitCode> {
+    let dir = args
+        .dir
+        .map(|d| cwd.join(d))
+        .unwrap_or_else(|| cwd.to_path_buf());
+    let files = n2d_modules::init_template();
+    for (path, _) in &files {
+        let target = dir.join(path);
+        if target.exists() {
+            bail!("error: `{}` already exists\n = help: n2d init writes a new workspace; run it in an empty folder", target.display());
+        }
+    }
+    for (path, text) in files {
+        let target: PathBuf = dir.join(&path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&target, text).with_context(|| format!("writing {}", target.display()))?;
+        println!("wrote {}", path.display());
+    }
+    println!("next: n2d build //... (from {})", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn clean(cwd: &Path, args: CleanArgs) -> Result<ExitCode> {
+    let workspace = workspace(cwd)?;
+    let output = workspace.root.join(&workspace.settings.output_dir);
+    remove_dir(&output)?;
+    if args.cache {
+        let cache = workspace.root.join(&workspace.settings.cache_dir);
+        // Take the lock first: never pull the cache from under a build.
+        let session = open_session(workspace)?;
+        drop(session);
+        remove_dir(&cache)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn remove_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {
+            eprintln!("removed {}", dir.display());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
+    }
+}
+
+fn cache(cwd: &Path, command: CacheCommand) -> Result<ExitCode> {
+    let session = open_session(workspace(cwd)?)?;
+    let cache = session.cache();
+    match command {
+        CacheCommand::Stats { json } => {
+            let stats = cache.stats().map_err(|e| anyhow!("{e}"))?;
+            if json {
+                let trees: serde_json::Map<String, serde_json::Value> = stats
+                    .trees
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.name.to_string(),
+                            serde_json::json!({"entries": t.entries, "bytes": t.bytes}),
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"trees": trees, "disk_bytes": stats.disk_bytes})
+                );
+            } else {
+                for tree in &stats.trees {
+                    println!(
+                        "{:<12} {:>10} entries {:>14} bytes",
+                        tree.name, tree.entries, tree.bytes
+                    );
+                }
+                println!("{:<12} {:>36} bytes on disk", "total", stats.disk_bytes);
+            }
+        }
+        CacheCommand::Gc { max_size } => {
+            let max = match max_size {
+                Some(text) => parse_size(&text)?,
+                None => 1 << 30,
+            };
+            let report = cache.gc(max).map_err(|e| anyhow!("{e}"))?;
+            println!(
+                "removed {} blobs ({} bytes) and {} records; {} bytes kept",
+                report.removed_blobs,
+                report.removed_bytes,
+                report.removed_records,
+                report.kept_bytes
+            );
+        }
+        CacheCommand::Verify => {
+            let report = cache.verify().map_err(|e| anyhow!("{e}"))?;
+            println!(
+                "checked {} blobs: {} damaged, {} damaged records dropped",
+                report.checked_blobs,
+                report.damaged_blobs.len(),
+                report.damaged_records
+            );
+        }
+    }
+    for notice in cache.take_notices() {
+        eprintln!("note: {}", notice.message);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `500M`, `2G`, `1024`, `64K` → bytes.
+fn parse_size(text: &str) -> Result<u64> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| anyhow!("`{text}` is not a size such as 500M or 2G"))?;
+    let factor: u64 = match unit.trim_end_matches(['b', 'B', 'i']) {
+        "" => 1,
+        "K" | "k" => 1 << 10,
+        "M" | "m" => 1 << 20,
+        "G" | "g" => 1 << 30,
+        "T" | "t" => 1 << 40,
+        _ => bail!("`{text}` is not a size such as 500M or 2G"),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| anyhow!("`{text}` is too large"))
+}
