@@ -21,6 +21,9 @@ pub enum Command {
     Build(BuildArgs),
     /// Build a deployment, then launch it with its manager.
     Up(UpArgs),
+    /// Build, launch with the built-in supervisor, and apply every saved
+    /// change: only services whose launch spec changed restart.
+    Watch(WatchArgs),
     /// Print a resolved service, each value with where it came from.
     Show(ShowArgs),
     /// Print the option reference generated from the declarations.
@@ -89,6 +92,25 @@ pub struct UpArgs {
     /// Launch even when the output did not change since the last launch.
     #[arg(long)]
     pub force: bool,
+    /// Prefix log lines with a timestamp.
+    #[arg(long)]
+    pub timestamps: bool,
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The deployment to run.
+    #[arg(value_name = "LABEL")]
+    pub label: String,
+    /// The target (default: procfile, run by the built-in supervisor; other
+    /// targets are re-applied with their manager when their output changes).
+    #[arg(long, short = 't', value_name = "TARGET")]
+    pub target: Option<String>,
+    /// The manager for a target other than procfile.
+    #[arg(long, short = 'm', value_name = "MANAGER")]
+    pub manager: Option<String>,
     /// Prefix log lines with a timestamp.
     #[arg(long)]
     pub timestamps: bool,

@@ -21,6 +21,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build(&cwd, args),
         Command::Up(args) => up(&cwd, args),
+        Command::Watch(args) => crate::watch::run(&cwd, args),
         Command::Show(args) => show(&cwd, args),
         Command::Options(args) => options(args),
         Command::Query(args) => query(&cwd, args),
@@ -37,11 +38,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn workspace(cwd: &Path) -> Result<Workspace> {
+pub fn workspace(cwd: &Path) -> Result<Workspace> {
     Workspace::discover(cwd).map_err(|e| anyhow!("{e}"))
 }
 
-fn open_session(workspace: Workspace) -> Result<Session> {
+pub fn open_session(workspace: Workspace) -> Result<Session> {
     Session::open(workspace, |lock| {
         eprintln!(
             "waiting for another n2d process to release {}…",
@@ -83,7 +84,7 @@ fn build(cwd: &Path, args: BuildArgs) -> Result<ExitCode> {
 
 /// Prints what a build did: errors, warnings and notices on stderr; the
 /// explanation and the summary (text or `--json`) on stdout.
-fn report_build(result: &BuildResult, explain: bool, json: bool) {
+pub fn report_build(result: &BuildResult, explain: bool, json: bool) {
     for notice in &result.notices {
         eprintln!("note: {notice}");
     }

@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod progress;
+mod watch;
 
 use std::process::ExitCode;
 

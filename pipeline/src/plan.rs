@@ -37,6 +37,9 @@ pub struct PlannedService {
     /// Workspace-relative source files (`files.*.source`, `env.*.file`) the
     /// service's packages mention: declared inputs of its Render tasks.
     pub sources: BTreeSet<String>,
+    /// Workspace-relative paths of the service's packages' `watch` options:
+    /// what `n2d watch` watches besides module files and sources.
+    pub watch: BTreeSet<String>,
 }
 
 /// What the user asked for.
@@ -101,9 +104,10 @@ pub fn make_plan(universe: &Universe, request: &PlanRequest) -> Result<Plan, Err
             .map(|service| {
                 let packages = universe.package_inputs(&label, &service.name);
                 let mut sources = BTreeSet::new();
+                let mut watch = BTreeSet::new();
                 for package in &packages {
                     if let Some(package) = universe.packages().get(package) {
-                        collect_package_sources(package, &mut sources);
+                        collect_package_sources(package, &mut sources, &mut watch);
                     }
                 }
                 PlannedService {
@@ -111,6 +115,7 @@ pub fn make_plan(universe: &Universe, request: &PlanRequest) -> Result<Plan, Err
                     label: service.label.clone(),
                     packages,
                     sources,
+                    watch,
                 }
             })
             .collect();
@@ -148,7 +153,11 @@ fn check_target(target: &str, known: &[String], deployment: Option<&Label>) -> R
 /// workspace-relative path. An over-approximation (every body of the
 /// package, every priority wrapper) keeps the cache correct: a Render that
 /// reads a source it did not declare fails instead of caching a stale result.
-fn collect_package_sources(package: &n2d_modules::Package, out: &mut BTreeSet<String>) {
+fn collect_package_sources(
+    package: &n2d_modules::Package,
+    out: &mut BTreeSet<String>,
+    watch: &mut BTreeSet<String>,
+) {
     let mut bodies: Vec<&Body> = package
         .services
         .values()
@@ -169,6 +178,13 @@ fn collect_package_sources(package: &n2d_modules::Package, out: &mut BTreeSet<St
         }
     }
     for body in bodies {
+        if let Some(paths) = body.definitions.get("watch") {
+            strings_of(paths, &mut |text| {
+                if let Some(path) = workspace_relative(&package.name, text) {
+                    watch.insert(path);
+                }
+            });
+        }
         for (group, field) in [("files", "source"), ("env", "file")] {
             if let Some(table) = body.definitions.get(group) {
                 for (_, entry) in table.entries().unwrap_or_default() {

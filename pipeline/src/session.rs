@@ -53,6 +53,10 @@ pub struct BuildResult {
     pub summary: Summary,
     /// The target folders of the build, in plan order.
     pub outputs: Vec<PathBuf>,
+    /// Every file the build read or would read (absolute): the workspace
+    /// file, every module file, the planned services' sources and `watch`
+    /// paths. What `n2d watch` watches.
+    pub inputs: Vec<PathBuf>,
     /// For each task that ran: its identity and why it ran.
     pub explanations: Vec<(String, String)>,
     /// One full message per failed task.
@@ -148,6 +152,13 @@ impl Session {
             engine.on_progress(move |event| progress(event));
         }
         let mut result = BuildResult::default();
+        result.inputs.push(root_file(&self.workspace));
+        result.inputs.extend(
+            self.workspace
+                .packages
+                .iter()
+                .map(|p| self.workspace.root.join(&p.path)),
+        );
 
         // Stage 1: every package file.
         let root = &self.workspace.root;
@@ -237,6 +248,16 @@ impl Session {
                 return Ok(result);
             }
         };
+
+        for planned in &plan.deployments {
+            for service in &planned.services {
+                for path in service.sources.iter().chain(&service.watch) {
+                    result.inputs.push(self.workspace.root.join(path));
+                }
+            }
+        }
+        result.inputs.sort();
+        result.inputs.dedup();
 
         // Stage 3: resolve, render, assemble.
         let mut graph = Graph::new();
@@ -375,6 +396,7 @@ impl Session {
                 .cached += in_sync;
         }
         result.ok = result.errors.is_empty() && result.summary.failed == 0;
+        result.explanations = follow_across_stages(std::mem::take(&mut result.explanations));
         Ok(result)
     }
 
@@ -403,6 +425,10 @@ impl Session {
             .notices
             .extend(self.cache.take_notices().into_iter().map(|n| n.message));
     }
+}
+
+fn root_file(workspace: &Workspace) -> PathBuf {
+    workspace.root.join(n2d_modules::workspace::WORKSPACE_FILE)
 }
 
 /// The rules by target.
@@ -435,6 +461,39 @@ fn rules_and_options() -> Result<(Rules, OptionSet, String), SessionError> {
 /// `n2d show` and `n2d options` use outside a build.
 pub fn option_set() -> Result<OptionSet, SessionError> {
     rules_and_options().map(|(_, options, _)| options)
+}
+
+/// The engine explains a task within its stage; a task of a later stage
+/// that ran because an imported output changed ("output of eval //web
+/// changed") is explained by the reason that earlier task ran, down to the
+/// file or value that changed.
+fn follow_across_stages(explanations: Vec<(String, String)>) -> Vec<(String, String)> {
+    let known: HashMap<String, String> = explanations.iter().cloned().collect();
+    let expand = |why: &str| -> String {
+        let mut causes: Vec<String> = Vec::new();
+        let mut todo: Vec<String> = why.split(", ").map(str::to_string).collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(cause) = todo.pop() {
+            if !seen.insert(cause.clone()) {
+                continue;
+            }
+            let earlier = cause
+                .strip_prefix("output of ")
+                .and_then(|rest| rest.strip_suffix(" changed"))
+                .and_then(|identity| known.get(identity));
+            match earlier {
+                Some(reason) => todo.extend(reason.split(", ").map(str::to_string)),
+                None if !causes.contains(&cause) => causes.push(cause),
+                None => {}
+            }
+        }
+        causes.reverse();
+        causes.join(", ")
+    };
+    explanations
+        .iter()
+        .map(|(identity, why)| (identity.clone(), expand(why)))
+        .collect()
 }
 
 /// One message for a failed task: a module error is already a full

@@ -1,0 +1,6 @@
+//! The integration tests of the `n2d` binary: one binary, one module per
+//! behaviour, each running `n2d` in temporary workspaces.
+mod build;
+mod incremental;
+mod support;
+mod watch;

@@ -1,0 +1,92 @@
+//! Running `n2d` in temporary workspaces.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temporary workspace: `n2d.workspace.toml` plus the files a test writes.
+pub struct TestWorkspace {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+impl TestWorkspace {
+    pub fn new() -> TestWorkspace {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let root = dir.path().join("ws");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(
+            root.join("n2d.workspace.toml"),
+            "default_targets = [\"json\"]\n",
+        )
+        .unwrap();
+        TestWorkspace { _dir: dir, root }
+    }
+
+    /// Writes `text` to `path` (relative to the root), creating folders.
+    pub fn write(&self, path: &str, text: &str) -> &Self {
+        let file = self.root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+        self
+    }
+
+    pub fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(self.root.join(path))
+            .unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    }
+
+    /// Runs `n2d ARGS` in the root.
+    pub fn n2d(&self, args: &[&str]) -> Output {
+        n2d_in(&self.root, args)
+    }
+
+    /// Runs `n2d build ARGS --json` and returns the summary.
+    pub fn build_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["build"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let out = self.n2d(&all);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout.lines().last().unwrap_or_else(|| {
+            panic!(
+                "n2d build printed no summary; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("summary is not JSON ({e}): {last}"))
+    }
+}
+
+pub fn n2d_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_n2d"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("n2d runs")
+}
+
+/// Whether `tool` is on PATH. Under CI (`CI=true`) a missing tool fails the
+/// test; elsewhere the test says which tool it skipped for.
+pub fn require_tool(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("the test tool `{tool}` is missing (CI=true): run .ci/install-tools");
+        }
+        eprintln!("skipped: the test tool `{tool}` is not installed (run .ci/install-tools)");
+    }
+    found
+}
+
+/// `kind` counts of a build summary: (executed, cached).
+pub fn counts(summary: &serde_json::Value, kind: &str) -> (u64, u64) {
+    let entry = &summary["by_kind"][kind];
+    (
+        entry["executed"].as_u64().unwrap_or(0),
+        entry["cached"].as_u64().unwrap_or(0),
+    )
+}

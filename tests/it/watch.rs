@@ -1,0 +1,1 @@
+//! Tests of `n2d watch` (being written).
