@@ -1,6 +1,10 @@
 //! `n2d cache stats|gc|verify`: whole-cache scans, kept apart from the
 //! per-build reads and writes of `store`.
 //!
+//! Invariant kept here: an identity record's output blob exists (the engine
+//! serves a task from its identity record without checking), except after a
+//! crash or outside damage, which the engine repairs by rebuilding.
+//!
 //! GC evicts CAS entries least recently used first. Records that point at an
 //! evicted blob are deleted in a batch that is applied and flushed before the
 //! blobs go, so that no state reachable by a crash has a record served
@@ -169,22 +173,33 @@ impl Cache {
         for digest in &damaged {
             self.drop_damaged_blob(digest)?;
         }
+        // Records of dropped blobs go too: the engine trusts an identity
+        // record without looking for its blob.
+        let dropped: HashSet<Digest> = damaged.iter().copied().collect();
         report.damaged_blobs = damaged;
 
         let mut actions = sled::Batch::default();
         for entry in self.actions.iter() {
             let (key, value) = entry.map_err(db("scan the action cache"))?;
-            if record::decode_action(&value).is_none() {
-                actions.remove(key);
-                report.damaged_records += 1;
+            match record::decode_action(&value) {
+                None => {
+                    actions.remove(key);
+                    report.damaged_records += 1;
+                }
+                Some(action) if dropped.contains(&action.output) => actions.remove(key),
+                Some(_) => {}
             }
         }
         let mut identities = sled::Batch::default();
         for entry in self.identities.iter() {
             let (key, value) = entry.map_err(db("scan the identity table"))?;
-            if record::decode_identity(&value).is_none() {
-                identities.remove(key);
-                report.damaged_records += 1;
+            match record::decode_identity(&value) {
+                None => {
+                    identities.remove(key);
+                    report.damaged_records += 1;
+                }
+                Some(identity) if dropped.contains(&identity.output) => identities.remove(key),
+                Some(_) => {}
             }
         }
         self.actions

@@ -30,7 +30,7 @@ pub struct Cache {
     reported_damage: Mutex<HashSet<Digest>>,
     /// Identities whose record was used but whose access time is stale;
     /// written in one batch by [`Cache::flush`].
-    pending_touches: Mutex<Vec<(String, Digest)>>,
+    pending_touches: Mutex<Vec<([u8; 16], Digest)>>,
     // Dropped last: the database must be closed before another process may
     // take the lock and open it.
     _lock: WorkspaceLock,
@@ -172,7 +172,7 @@ impl Cache {
     pub fn identity_head(&self, identity: &str) -> Result<Option<IdentityHead>, CacheError> {
         let bytes = self
             .identities
-            .get(identity)
+            .get(identity_key(identity))
             .map_err(db("read the identity table"))?;
         Ok(bytes.and_then(|bytes| record::decode_identity_head(&bytes)))
     }
@@ -181,7 +181,7 @@ impl Cache {
     pub fn identity_record(&self, identity: &str) -> Result<Option<IdentityRecord>, CacheError> {
         let bytes = self
             .identities
-            .get(identity)
+            .get(identity_key(identity))
             .map_err(db("read the identity table"))?;
         Ok(bytes.and_then(|bytes| record::decode_identity(&bytes)))
     }
@@ -194,11 +194,24 @@ impl Cache {
             ..record.clone()
         };
         self.identities
-            .insert(identity, record::encode_identity(&record))
+            .insert(identity_key(identity), record::encode_identity(&record))
             .map_err(db("write the identity table"))?;
         self.access
             .insert(record.output.0, &now.to_le_bytes())
             .map_err(db("write access times"))?;
+        Ok(())
+    }
+
+    /// Forgets what is known of a task: its identity record and the action
+    /// record of `key`, so that it runs again. For an output that was lost
+    /// and could not be rebuilt: the next build must not count on it.
+    pub fn forget_task(&self, identity: &str, key: &Digest) -> Result<(), CacheError> {
+        self.identities
+            .remove(identity_key(identity))
+            .map_err(db("write the identity table"))?;
+        self.actions
+            .remove(key.0)
+            .map_err(db("write the action cache"))?;
         Ok(())
     }
 
@@ -211,7 +224,7 @@ impl Cache {
                 .pending_touches
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            pending.push((identity.to_owned(), head.output));
+            pending.push((identity_key(identity), head.output));
         }
     }
 
@@ -297,12 +310,12 @@ impl Cache {
                 access.insert(&output.0, &now.to_le_bytes());
                 if let Some(bytes) = self
                     .identities
-                    .get(&identity)
+                    .get(identity)
                     .map_err(db("read the identity table"))?
                 {
                     let mut bytes = bytes.to_vec();
                     if record::set_identity_touched(&mut bytes, now) {
-                        identities.insert(identity.as_bytes(), bytes);
+                        identities.insert(&identity, bytes);
                     }
                 }
             }
@@ -359,6 +372,17 @@ impl Cache {
         }
         Ok(())
     }
+}
+
+/// The identity table is keyed by a hash of the identity: fixed-size keys
+/// without the long common prefixes of identities (`render //…`) make the
+/// lookup on the cached path cheaper. Collisions are harmless: the record's
+/// key must still equal the task's key to be used.
+fn identity_key(identity: &str) -> [u8; 16] {
+    let hash = blake3::hash(identity.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&hash.as_bytes()[..16]);
+    key
 }
 
 pub(crate) fn now_secs() -> u64 {

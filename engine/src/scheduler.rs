@@ -460,15 +460,14 @@ impl<'e> Run<'e> {
         record: impl FnOnce() -> n2d_cache::IdentityRecord,
     ) -> Option<Digest> {
         let cache = &*self.state.cache;
+        // No blob-existence check here: records never outlive their blobs
+        // (gc and verify delete both), and a blob lost anyway (a crash, outside
+        // damage) is rebuilt when its bytes are needed (`load_output`).
         match cache.identity_head(identity) {
-            Ok(Some(head)) if head.key == *key => match cache.has_blob(&head.output) {
-                Ok(true) => {
-                    cache.note_use(identity, &head);
-                    return Some(head.output);
-                }
-                Ok(false) => {}
-                Err(error) => self.cache_problem(&error),
-            },
+            Ok(Some(head)) if head.key == *key => {
+                cache.note_use(identity, &head);
+                return Some(head.output);
+            }
             Ok(_) => {}
             Err(error) => self.cache_problem(&error),
         }
@@ -558,7 +557,13 @@ impl RunState {
             } => source.load_output(*source_id)?,
             Work::Run(task) => match self.cache.get_blob(&digest) {
                 Ok(Some(bytes)) => Arc::from(bytes),
-                Ok(None) | Err(_) => self.rebuild(id, &**task, digest)?,
+                Ok(None) | Err(_) => self.rebuild(id, &**task, digest).inspect_err(|_| {
+                    // Not rebuildable now: the next build must run the task
+                    // rather than trust records of an output that is gone.
+                    if let Some(key) = self.outcomes[id.index()].get().and_then(|o| o.key) {
+                        let _ = self.cache.forget_task(task.identity(), &key);
+                    }
+                })?,
             },
         };
         *slot = Some(bytes.clone());

@@ -98,12 +98,24 @@ fn verify_drops_damaged_blobs_and_keeps_good_ones() {
     let cache = super::open(dir.path());
     let good = cache.put_blob(b"good").unwrap();
     let bad = cache.put_blob(b"bad").unwrap();
+    cache
+        .put_identity("bad task", &identity(b"bad", bad))
+        .unwrap();
+    cache
+        .put_identity("good task", &identity(b"good", good))
+        .unwrap();
     cache.overwrite_blob_for_tests(&bad, b"bAd").unwrap();
     let report = cache.verify().unwrap();
     assert_eq!(report.checked_blobs, 2);
     assert_eq!(report.damaged_blobs, vec![bad]);
     assert!(cache.has_blob(&good).unwrap());
     assert!(!cache.has_blob(&bad).unwrap());
+    assert_eq!(
+        cache.identity_head("bad task").unwrap(),
+        None,
+        "no record outlives its blob"
+    );
+    assert!(cache.identity_head("good task").unwrap().is_some());
     assert_eq!(cache.take_notices().len(), 1);
     assert_eq!(cache.verify().unwrap().damaged_blobs, vec![]);
 }

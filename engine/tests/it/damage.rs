@@ -84,9 +84,13 @@ fn a_damaged_entry_is_never_served_to_the_caller() {
 #[test]
 fn an_action_record_whose_blob_is_gone_is_a_miss() {
     let world = World::new();
-    clean_outputs(&world);
-    let a = output_digest_of(&world, "a");
-    open_cache(&world).remove_blob_for_tests(&a).unwrap();
+    let a_first = output_digest_of(&world, "a");
+    // a's identity record now points at another key; only the action record
+    // of the first key is left to find a's first output.
+    let edited: Vec<(&str, &[&str], &str)> =
+        vec![("a", &[], "2"), ("b", &["a"], "1"), ("c", &[], "1")];
+    world.run(graph_of(&world, &edited).0);
+    open_cache(&world).remove_blob_for_tests(&a_first).unwrap();
     world.take_log();
     let (graph, ids) = graph_of(&world, CHAIN);
     let (report, executed) = world.run(graph);
@@ -98,8 +102,76 @@ fn an_action_record_whose_blob_is_gone_is_a_miss() {
     );
     assert!(matches!(
         report.outcome(ids["a"]).status,
-        Status::Executed(Reason::OutputLost)
+        Status::Executed(Reason::Changed(_))
     ));
+}
+
+#[test]
+fn a_lost_blob_behind_an_identity_record_is_rebuilt_when_needed() {
+    let world = World::new();
+    let expected = clean_outputs(&world);
+    let c = output_digest_of(&world, "c");
+    open_cache(&world).remove_blob_for_tests(&c).unwrap();
+    world.take_log();
+    let (report, executed) = world.run(graph_of(&world, CHAIN).0);
+    assert_eq!(executed, set([]));
+    assert_eq!(outputs(&report), expected);
+    assert_eq!(
+        world.take_log(),
+        set(["c"]),
+        "reading c's output rebuilt it"
+    );
+    drop(report);
+    let (report, _) = world.run(graph_of(&world, CHAIN).0);
+    assert_eq!(outputs(&report), expected);
+    assert_eq!(world.take_log(), set([]), "the rebuilt blob was stored");
+}
+
+#[test]
+fn a_lost_output_that_cannot_be_rebuilt_fails_once_then_runs_again() {
+    let world = World::new();
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let graph = |b_value: &str| {
+        let runs = runs.clone();
+        let mut graph = n2d_engine::Graph::new();
+        // Not deterministic: each run gives other bytes.
+        let a = graph.add(
+            world.toy("a").behaviour(move |_| {
+                let run = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(format!("run {run}").into_bytes())
+            }),
+            &[],
+        );
+        let b = graph.add(world.toy("b").value("v", b_value), &[a]);
+        (graph, a, b)
+    };
+    let (first, a, _) = graph("1");
+    let (report, _) = world.run(first);
+    let lost = report.outcome(a).output.unwrap();
+    drop(report);
+    open_cache(&world).remove_blob_for_tests(&lost).unwrap();
+
+    let (second, _, b) = graph("2");
+    let (report, _) = world.run(second);
+    let (failed, error) = report.failures().next().unwrap();
+    assert_eq!(failed, b);
+    assert_eq!(
+        error.to_string(),
+        "cannot get the output of a",
+        "{:?}",
+        std::error::Error::source(error).map(|e| e.to_string())
+    );
+    drop(report);
+    world.take_log();
+
+    let (third, _, _) = graph("2");
+    let (report, executed) = world.run(third);
+    assert!(report.ok());
+    assert_eq!(
+        executed,
+        set(["a", "b"]),
+        "a's records were forgotten, so it runs"
+    );
 }
 
 fn damage_database_files(world: &World, damage: impl Fn(&std::path::Path)) {
