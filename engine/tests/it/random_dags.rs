@@ -69,8 +69,18 @@ fn outputs(world: &World, nodes: &[Node]) -> BTreeMap<String, Vec<u8>> {
     crate::support::outputs(&report)
 }
 
+/// A modest number of cases by default; CI's slow run (`N2D_SLOW_TESTS=1`)
+/// explores more.
+fn cases() -> u32 {
+    if std::env::var_os("N2D_SLOW_TESTS").is_some_and(|v| v == "1") {
+        256
+    } else {
+        24
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn incremental_outputs_equal_clean_outputs(
