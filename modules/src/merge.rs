@@ -157,6 +157,9 @@ pub(crate) struct Merger<'a, 'm> {
     map_dependency: &'m KeyMapper<'m>,
     /// Where "used but not defined" errors point: the service's name.
     context: (Option<&'a SourceFile>, Span),
+    /// Off for services merged only to follow a reference into them: their
+    /// provenance is never shown, and recording it is most of a merge's cost.
+    record_provenance: bool,
 }
 
 static LINES: Type = Type::Lines;
@@ -165,28 +168,81 @@ impl<'a, 'm> Merger<'a, 'm> {
     pub(crate) fn new(
         map_dependency: &'m KeyMapper<'m>,
         context: (Option<&'a SourceFile>, Span),
+        record_provenance: bool,
     ) -> Self {
         Merger {
             pendings: BTreeMap::new(),
             provenance: BTreeMap::new(),
             map_dependency,
             context,
+            record_provenance,
         }
     }
 
-    /// Merges a whole service: `defs` are its definition tables, in order.
+    /// Merges a service (`only`: just that one top-level option): `defs`
+    /// are its definition tables, in order.
     pub(crate) fn merge_service(
         mut self,
+        only: Option<&str>,
         layers: &[&'a OptionTree],
         defs: Vec<Def<'a>>,
     ) -> Result<Merged<'a>, Error> {
         let mut path = Vec::new();
-        let value = self.merge_group(&mut path, layers, defs)?;
+        let value = match only {
+            None => self.merge_group(&mut path, layers, defs)?,
+            Some(option) => self.merge_top_option(&mut path, option, layers, defs)?,
+        };
         Ok(Merged {
             value: Json::Object(value),
             pendings: self.pendings,
             provenance: self.provenance,
         })
+    }
+
+    /// One top-level option of a service, for following a reference into a
+    /// service without merging all of it.
+    fn merge_top_option(
+        &mut self,
+        path: &mut Vec<Seg>,
+        option: &str,
+        layers: &[&'a OptionTree],
+        defs: Vec<Def<'a>>,
+    ) -> Result<serde_json::Map<String, Json>, Error> {
+        let mut narrowed = Vec::with_capacity(defs.len());
+        for def in self.unwrap_all(defs, path)? {
+            for (key, value) in def.node.entries().unwrap_or_default() {
+                if key.name == option {
+                    narrowed.push(Def {
+                        node: value,
+                        order: PLAIN_ORDER,
+                        ..def
+                    });
+                }
+            }
+        }
+        let mut leaves = Vec::new();
+        let mut groups = Vec::new();
+        for layer in layers {
+            match layer.entries.get(option) {
+                Some(OptionNode::Leaf(decl)) => leaves.push(&**decl),
+                Some(OptionNode::Group(tree)) => groups.push(tree),
+                None => {}
+            }
+        }
+        let mut out = serde_json::Map::new();
+        path.push(Seg::Key(option.to_string()));
+        let value = match (leaves.as_slice(), groups.is_empty()) {
+            ([decl], true) => Some(self.merge_decl(path, decl, narrowed)?),
+            ([], false) => Some(Json::Object(self.merge_group(path, &groups, narrowed)?)),
+            // Undeclared or declared twice: the service's own resolution
+            // reports it; here the value is simply absent.
+            _ => None,
+        };
+        path.pop();
+        if let Some(value) = value {
+            out.insert(option.to_string(), value);
+        }
+        Ok(out)
     }
 
     fn merge_group(
@@ -306,7 +362,7 @@ impl<'a, 'm> Merger<'a, 'm> {
             .min()
             .unwrap_or(PLAIN_PRIORITY);
         defs.retain(|d| d.priority == best);
-        let in_list = path.iter().any(|s| matches!(s, Seg::Index(_)));
+        let in_list = !self.record_provenance || path.iter().any(|s| matches!(s, Seg::Index(_)));
         let record = |me: &mut Self, path: &[Seg], defs: &[Def<'a>]| {
             if !in_list {
                 let origins = defs

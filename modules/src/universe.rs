@@ -325,6 +325,9 @@ impl Universe {
             root: service.to_string(),
             references: BTreeSet::new(),
             standalone: None,
+            prepared: HashMap::new(),
+            complete: HashSet::new(),
+            merged_tops: HashSet::new(),
         };
         resolver.finish(service)
     }
@@ -359,6 +362,9 @@ impl Universe {
             root: service.name.clone(),
             references: BTreeSet::new(),
             standalone: Some(service.clone()),
+            prepared: HashMap::new(),
+            complete: HashSet::new(),
+            merged_tops: HashSet::new(),
         };
         resolver.finish(&service.name)
     }
@@ -584,11 +590,23 @@ struct Resolver<'u> {
     references: BTreeSet<String>,
     /// The service's label when resolved outside any deployment.
     standalone: Option<Label>,
+    prepared: HashMap<String, Prepared<'u>>,
+    /// Services merged in full (the one resolved).
+    complete: HashSet<String>,
+    /// (service, top-level option) merged for references.
+    merged_tops: HashSet<(String, String)>,
+}
+
+/// What merging a service needs, computed once per resolution.
+struct Prepared<'u> {
+    defs: Vec<Def<'u>>,
+    layers: Vec<&'u OptionTree>,
+    context: (Option<&'u crate::node::SourceFile>, Span),
 }
 
 impl<'u> Resolver<'u> {
     fn finish(&mut self, service: &str) -> Result<Resolved, Error> {
-        self.ensure_merged(service)?;
+        self.ensure_merged(service, None)?;
         let keys: Vec<Vec<Seg>> = self.merged[service].pendings.keys().cloned().collect();
         for key in keys {
             self.evaluate(service, &key)?;
@@ -661,10 +679,60 @@ impl<'u> Resolver<'u> {
         }
     }
 
-    fn ensure_merged(&mut self, service: &str) -> Result<(), Error> {
-        if self.merged.contains_key(service) {
+    /// Merges `service`, or only its top-level option `top`: services other
+    /// than the one resolved are merged just as far as references need.
+    fn ensure_merged(&mut self, service: &str, top: Option<&str>) -> Result<(), Error> {
+        if self.complete.contains(service)
+            || top.is_some_and(|t| {
+                self.merged_tops
+                    .contains(&(service.to_string(), t.to_string()))
+            })
+        {
             return Ok(());
         }
+        if !self.prepared.contains_key(service) {
+            let prepared = self.prepare(service)?;
+            self.prepared.insert(service.to_string(), prepared);
+        }
+        let prepared = &self.prepared[service];
+        let deployment = self.deployment;
+        let map_dependency = move |key: &str, package: &str| -> Result<String, Error> {
+            dependency_name(key, package, deployment)
+        };
+        let is_root = service == self.root;
+        let merged = Merger::new(&map_dependency, prepared.context, is_root).merge_service(
+            top,
+            &prepared.layers,
+            prepared.defs.clone(),
+        )?;
+        match top {
+            None => {
+                self.complete.insert(service.to_string());
+            }
+            Some(t) => {
+                self.merged_tops
+                    .insert((service.to_string(), t.to_string()));
+            }
+        }
+        match self.merged.get_mut(service) {
+            Some(existing) => {
+                if let (Some(into), Json::Object(from)) =
+                    (existing.value.as_object_mut(), merged.value)
+                {
+                    into.extend(from);
+                }
+                existing.pendings.extend(merged.pendings);
+                existing.provenance.extend(merged.provenance);
+            }
+            None => {
+                self.merged.insert(service.to_string(), merged);
+            }
+        }
+        Ok(())
+    }
+
+    /// The definitions and option layers of a service, in merge order.
+    fn prepare(&self, service: &str) -> Result<Prepared<'u>, Error> {
         let universe = self.universe;
         let mut bodies = Vec::new();
         match (self.deployment, self.standalone_label()) {
@@ -696,22 +764,24 @@ impl<'u> Resolver<'u> {
                 )
             })
             .collect();
-        let deployment = self.deployment;
-        let map_dependency = move |key: &str, package: &str| -> Result<String, Error> {
-            dependency_name(key, package, deployment)
-        };
         let context = bodies
             .last()
             .map(|(p, b)| (Some(&p.source), b.span))
             .unwrap_or((None, Span::default()));
-        let merged = Merger::new(&map_dependency, context).merge_service(&layers, defs)?;
-        self.merged.insert(service.to_string(), merged);
-        Ok(())
+        Ok(Prepared {
+            defs,
+            layers,
+            context,
+        })
     }
 
     /// Evaluates every pending value of `service` at, above or below `path`.
     fn force(&mut self, service: &str, path: &[Seg]) -> Result<(), Error> {
-        self.ensure_merged(service)?;
+        let top = match path.first() {
+            Some(Seg::Key(top)) => Some(top.clone()),
+            _ => None,
+        };
+        self.ensure_merged(service, top.as_deref())?;
         let pendings = &self.merged[service].pendings;
         let mut keys: Vec<Vec<Seg>> = (0..path.len())
             .map(|i| &path[..i])
