@@ -10,8 +10,9 @@
 //! - the action cache: task key → [`ActionRecord`] (the output digest);
 //! - the identity table: a task's stable identity → [`IdentityRecord`] (its
 //!   last key, output and the digests of its named inputs and dependencies),
-//!   which makes the cached path one lookup and lets `--explain` name what
-//!   changed;
+//!   which lets `--explain` name what changed; its heads (last key and
+//!   output) are also kept in a flat index file read at open, which makes
+//!   the cached path a hash-map lookup;
 //! - the file-state table: path → [`FileState`] (mtime, size, inode, hash), so
 //!   that an unchanged file is not hashed again;
 //! - launch records: launch id → the output digest a manager last launched;
@@ -26,6 +27,7 @@
 //! Invariant kept by callers: no secret value is ever given to the cache. The
 //! cache stores what it is handed; the engine hands it what tasks return, so
 //! tasks return references to secrets (names), never their values.
+mod heads;
 mod lock;
 mod maintenance;
 mod record;

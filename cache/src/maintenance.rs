@@ -81,6 +81,7 @@ impl Cache {
     /// Evicts CAS entries, least recently used first, until they take at
     /// most `max_bytes`, deleting first every record that points at them.
     pub fn gc(&self, max_bytes: u64) -> Result<GcReport, CacheError> {
+        self.invalidate_heads()?;
         let mut blobs = Vec::new();
         let mut total = 0u64;
         for entry in self.cas.iter() {
@@ -157,6 +158,7 @@ impl Cache {
     /// Re-hashes every CAS entry and decodes every record; drops what is
     /// damaged (reporting each damaged blob once as a notice).
     pub fn verify(&self) -> Result<VerifyReport, CacheError> {
+        self.invalidate_heads()?;
         let mut report = VerifyReport::default();
         let mut damaged = Vec::new();
         for entry in self.cas.iter() {

@@ -3,9 +3,11 @@
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::heads::{self, Heads};
 use crate::lock::WorkspaceLock;
 use crate::record::{self, ActionRecord, FileState, IdentityHead, IdentityRecord};
 use crate::{CacheError, Digest, Notice};
@@ -31,6 +33,13 @@ pub struct Cache {
     /// Identities whose record was used but whose access time is stale;
     /// written in one batch by [`Cache::flush`].
     pending_touches: Mutex<Vec<([u8; 16], Digest)>>,
+    /// Heads of identity records by identity hash: a subset of the identity
+    /// tree (plus heads that a crash kept from reaching it), see `heads`.
+    heads: RwLock<Heads>,
+    /// Set when `heads` differs from the index file.
+    heads_dirty: AtomicBool,
+    /// Random id of this database, written into the index file.
+    db_id: [u8; 16],
     // Dropped last: the database must be closed before another process may
     // take the lock and open it.
     _lock: WorkspaceLock,
@@ -77,8 +86,13 @@ impl Cache {
                 })?
             }
         };
+        let db_id = database_id(&trees.meta, dir)?;
+        let loaded = heads::load(&dir.join("heads"), &db_id).unwrap_or_default();
         Ok(Cache {
             dir: dir.to_owned(),
+            heads: RwLock::new(loaded),
+            heads_dirty: AtomicBool::new(false),
+            db_id,
             db: trees.db,
             cas: trees.cas,
             actions: trees.actions,
@@ -170,11 +184,24 @@ impl Cache {
     /// The start of the identity record of a task: its last key and output.
     /// Does not check that the output blob exists.
     pub fn identity_head(&self, identity: &str) -> Result<Option<IdentityHead>, CacheError> {
+        let key = identity_key(identity);
+        if let Some(head) = self
+            .heads
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(Some(*head));
+        }
         let bytes = self
             .identities
-            .get(identity_key(identity))
+            .get(key)
             .map_err(db("read the identity table"))?;
-        Ok(bytes.and_then(|bytes| record::decode_identity_head(&bytes)))
+        let head = bytes.and_then(|bytes| record::decode_identity_head(&bytes));
+        if let Some(head) = head {
+            self.set_head(key, head);
+        }
+        Ok(head)
     }
 
     /// The whole identity record of a task, for explaining why it ran.
@@ -193,9 +220,18 @@ impl Cache {
             touched_secs: now,
             ..record.clone()
         };
+        let key = identity_key(identity);
         self.identities
-            .insert(identity_key(identity), record::encode_identity(&record))
+            .insert(key, record::encode_identity(&record))
             .map_err(db("write the identity table"))?;
+        self.set_head(
+            key,
+            IdentityHead {
+                key: record.key,
+                output: record.output,
+                touched_secs: now,
+            },
+        );
         self.access
             .insert(record.output.0, &now.to_le_bytes())
             .map_err(db("write access times"))?;
@@ -206,8 +242,14 @@ impl Cache {
     /// record of `key`, so that it runs again. For an output that was lost
     /// and could not be rebuilt: the next build must not count on it.
     pub fn forget_task(&self, identity: &str, key: &Digest) -> Result<(), CacheError> {
+        let hashed = identity_key(identity);
+        self.heads
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&hashed);
+        self.heads_dirty.store(true, Ordering::Release);
         self.identities
-            .remove(identity_key(identity))
+            .remove(hashed)
             .map_err(db("write the identity table"))?;
         self.actions
             .remove(key.0)
@@ -318,6 +360,11 @@ impl Cache {
                         identities.insert(&identity, bytes);
                     }
                 }
+                let mut heads = self.heads.write().unwrap_or_else(|e| e.into_inner());
+                if let Some(head) = heads.get_mut(&identity) {
+                    head.touched_secs = now;
+                    self.heads_dirty.store(true, Ordering::Release);
+                }
             }
             self.access
                 .apply_batch(access)
@@ -327,7 +374,36 @@ impl Cache {
                 .map_err(db("write the identity table"))?;
         }
         self.db.flush().map_err(db("flush the database"))?;
+        // After the database: the index never gets ahead of what is durable.
+        if self.heads_dirty.swap(false, Ordering::AcqRel) {
+            let heads = self.heads.read().unwrap_or_else(|e| e.into_inner());
+            if let Err(error) = heads::save(&self.dir.join("heads"), &self.db_id, &heads) {
+                self.heads_dirty.store(true, Ordering::Release);
+                return Err(error);
+            }
+        }
         Ok(())
+    }
+
+    /// Drops the head index, file first: called before gc or verify delete
+    /// records, so that no index names a deleted blob. Lookups fall back to
+    /// the identity tree and the index is rebuilt by the next build.
+    pub(crate) fn invalidate_heads(&self) -> Result<(), CacheError> {
+        heads::remove(&self.dir.join("heads"))?;
+        self.heads
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.heads_dirty.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    fn set_head(&self, key: [u8; 16], head: IdentityHead) {
+        self.heads
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, head);
+        self.heads_dirty.store(true, Ordering::Release);
     }
 
     /// Test hook: stores `bytes` under `digest` without any check, to make a
@@ -355,6 +431,13 @@ impl Cache {
     /// Removes a blob found damaged, with its access time, and reports it
     /// once.
     pub(crate) fn drop_damaged_blob(&self, digest: &Digest) -> Result<(), CacheError> {
+        // Heads of this output would serve a task as cached without its
+        // bytes; without them the task takes the checked action-cache path.
+        {
+            let mut heads = self.heads.write().unwrap_or_else(|e| e.into_inner());
+            heads.retain(|_, head| head.output != *digest);
+        }
+        self.heads_dirty.store(true, Ordering::Release);
         self.cas.remove(digest.0).map_err(db("write the cas"))?;
         self.access
             .remove(digest.0)
@@ -404,6 +487,31 @@ struct Trees {
     file_states: sled::Tree,
     launches: sled::Tree,
     access: sled::Tree,
+    meta: sled::Tree,
+}
+
+/// The random id of the database, created with it.
+fn database_id(meta: &sled::Tree, dir: &Path) -> Result<[u8; 16], CacheError> {
+    if let Some(id) = meta.get("id").map_err(db("read the database id"))? {
+        if let Ok(id) = <[u8; 16]>::try_from(id.as_ref()) {
+            return Ok(id);
+        }
+    }
+    // Unique enough: time, process and folder; it only has to differ from
+    // the id of any earlier database in this folder.
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&nanos.to_le_bytes());
+    hasher.update(&std::process::id().to_le_bytes());
+    hasher.update(dir.as_os_str().as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    meta.insert("id", &id[..])
+        .map_err(db("write the database id"))?;
+    Ok(id)
 }
 
 #[derive(Debug)]
@@ -434,6 +542,7 @@ fn open_trees(path: &Path) -> Result<Trees, OpenProblem> {
             file_states: db.open_tree("file_states")?,
             launches: db.open_tree("launches")?,
             access: db.open_tree("access")?,
+            meta: db.open_tree("meta")?,
             db,
         })
     });

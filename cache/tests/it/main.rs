@@ -1,5 +1,6 @@
 //! Integration tests of the cache: one file per behaviour.
 mod cas;
+mod heads;
 mod lock;
 mod maintenance;
 mod records;
