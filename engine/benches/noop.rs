@@ -79,22 +79,25 @@ fn graph() -> Graph {
     graph
 }
 
+fn open(dir: &std::path::Path) -> Engine {
+    let cache = Arc::new(Cache::open(dir, |_| panic!("cache lock held")).unwrap());
+    let config = EngineConfig {
+        jobs: 2,
+        on_failure: OnFailure::Stop,
+    };
+    Engine::new(cache, config).unwrap()
+}
+
 fn noop(criterion: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let cache = Arc::new(Cache::open(dir.path(), |_| panic!("cache lock held")).unwrap());
-    let engine = Engine::new(
-        cache,
-        EngineConfig {
-            jobs: 2,
-            on_failure: OnFailure::Stop,
-        },
-    )
-    .unwrap();
+    let engine = open(dir.path());
     let cold = engine.run(graph()).unwrap();
     assert_eq!(cold.summary().executed as usize, cold.len());
     let tasks = cold.len();
     drop(cold);
 
+    drop(engine);
+    let engine = open(dir.path());
     let mut group = criterion.benchmark_group("engine");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(5));
@@ -109,6 +112,23 @@ fn noop(criterion: &mut Criterion) {
             criterion::BatchSize::PerIteration,
         )
     });
+    drop(engine);
+    // What a new `n2d build` process pays: open the cache (sled and the
+    // head index), then the no-op run.
+    group.bench_function(
+        format!("open the cache and noop run of {tasks} tasks"),
+        |bencher| {
+            bencher.iter_batched(
+                graph,
+                |graph| {
+                    let engine = open(dir.path());
+                    let report = engine.run(graph).unwrap();
+                    assert_eq!(report.summary().executed, 0);
+                },
+                criterion::BatchSize::PerIteration,
+            )
+        },
+    );
     group.bench_function(format!("building the graph of {tasks} tasks"), |bencher| {
         bencher.iter(graph)
     });
