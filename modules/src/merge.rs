@@ -9,6 +9,7 @@
 //! Strings holding `${{ }}` cannot be checked yet: they become `Pending`
 //! entries, filled in by `universe` once references can be followed. Every
 //! merged value records where its definitions came from (`Origin`).
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,32 @@ pub struct Origin {
     pub priority: i64,
     /// The option's declared default, not a definition.
     pub default: bool,
+}
+
+/// An option's default, merged once at declaration: most options of most
+/// services are left at their default, so resolution copies this instead
+/// of merging the default again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MergedDefault {
+    pub value: Json,
+    /// Option path below the option (`""` for the option itself) → origins.
+    pub provenance: Vec<(String, Vec<Origin>)>,
+}
+
+/// Merges a declaration's default on its own; `None` when it cannot be
+/// cached (it interpolates, or needs definitions to be valid).
+pub(crate) fn merge_default(decl: &Decl) -> Option<MergedDefault> {
+    let identity = |key: &str, _: &str| -> Result<String, Error> { Ok(key.to_string()) };
+    let mut merger = Merger::new(&identity, (None, Span::default()), true);
+    let mut path = Vec::new();
+    let value = merger.merge_decl(&mut path, decl, Vec::new()).ok()?;
+    if !merger.pendings.is_empty() {
+        return None;
+    }
+    Some(MergedDefault {
+        value,
+        provenance: merger.provenance.into_iter().collect(),
+    })
 }
 
 /// Where a definition was written.
@@ -125,8 +152,8 @@ impl<'a> Def<'a> {
 
 /// A step of a path into a resolved value.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Seg {
-    Key(String),
+pub(crate) enum Seg<'a> {
+    Key(Cow<'a, str>),
     Index(usize),
 }
 
@@ -143,8 +170,9 @@ pub(crate) struct Pending<'a> {
 #[derive(Debug)]
 pub(crate) struct Merged<'a> {
     pub value: Json,
-    pub pendings: BTreeMap<Vec<Seg>, Pending<'a>>,
-    pub provenance: BTreeMap<String, Vec<Origin>>,
+    pub pendings: BTreeMap<Vec<Seg<'a>>, Pending<'a>>,
+    /// In merge order; sorted into a map once the resolution is done.
+    pub provenance: Vec<(String, Vec<Origin>)>,
 }
 
 /// Turns a `depends_on` key (a label, relative to the defining package)
@@ -152,8 +180,8 @@ pub(crate) struct Merged<'a> {
 pub(crate) type KeyMapper<'m> = dyn Fn(&str, &str) -> Result<String, Error> + 'm;
 
 pub(crate) struct Merger<'a, 'm> {
-    pendings: BTreeMap<Vec<Seg>, Pending<'a>>,
-    provenance: BTreeMap<String, Vec<Origin>>,
+    pendings: BTreeMap<Vec<Seg<'a>>, Pending<'a>>,
+    provenance: Vec<(String, Vec<Origin>)>,
     map_dependency: &'m KeyMapper<'m>,
     /// Where "used but not defined" errors point: the service's name.
     context: (Option<&'a SourceFile>, Span),
@@ -172,7 +200,7 @@ impl<'a, 'm> Merger<'a, 'm> {
     ) -> Self {
         Merger {
             pendings: BTreeMap::new(),
-            provenance: BTreeMap::new(),
+            provenance: Vec::with_capacity(if record_provenance { 64 } else { 0 }),
             map_dependency,
             context,
             record_provenance,
@@ -203,7 +231,7 @@ impl<'a, 'm> Merger<'a, 'm> {
     /// service without merging all of it.
     fn merge_top_option(
         &mut self,
-        path: &mut Vec<Seg>,
+        path: &mut Vec<Seg<'a>>,
         option: &str,
         layers: &[&'a OptionTree],
         defs: Vec<Def<'a>>,
@@ -230,7 +258,7 @@ impl<'a, 'm> Merger<'a, 'm> {
             }
         }
         let mut out = serde_json::Map::new();
-        path.push(Seg::Key(option.to_string()));
+        path.push(Seg::Key(Cow::Owned(option.to_string())));
         let value = match (leaves.as_slice(), groups.is_empty()) {
             ([decl], true) => Some(self.merge_decl(path, decl, narrowed)?),
             ([], false) => Some(Json::Object(self.merge_group(path, &groups, narrowed)?)),
@@ -247,7 +275,7 @@ impl<'a, 'm> Merger<'a, 'm> {
 
     fn merge_group(
         &mut self,
-        path: &mut Vec<Seg>,
+        path: &mut Vec<Seg<'a>>,
         layers: &[&'a OptionTree],
         defs: Vec<Def<'a>>,
     ) -> Result<serde_json::Map<String, Json>, Error> {
@@ -277,7 +305,7 @@ impl<'a, 'm> Merger<'a, 'm> {
         if let [single] = layers {
             for (name, option) in &single.entries {
                 let defs = by_key.remove(name.as_str()).unwrap_or_default();
-                path.push(Seg::Key(name.clone()));
+                path.push(Seg::Key(Cow::Borrowed(name.as_str())));
                 let value = match option {
                     OptionNode::Leaf(decl) => self.merge_decl(path, decl, defs)?,
                     OptionNode::Group(tree) => {
@@ -302,7 +330,7 @@ impl<'a, 'm> Merger<'a, 'm> {
                     None => {}
                 }
             }
-            path.push(Seg::Key(name.clone()));
+            path.push(Seg::Key(Cow::Borrowed(name.as_str())));
             if leaves.len() > 1 || (!leaves.is_empty() && !groups.is_empty()) {
                 let places: Vec<String> = leaves
                     .iter()
@@ -331,10 +359,26 @@ impl<'a, 'm> Merger<'a, 'm> {
 
     fn merge_decl(
         &mut self,
-        path: &mut Vec<Seg>,
+        path: &mut Vec<Seg<'a>>,
         decl: &'a Decl,
         mut defs: Vec<Def<'a>>,
     ) -> Result<Json, Error> {
+        if defs.is_empty() {
+            if let Some(cached) = &decl.merged_default {
+                if self.record_provenance && !path.iter().any(|s| matches!(s, Seg::Index(_))) {
+                    let base = display_path(path);
+                    for (suffix, origins) in &cached.provenance {
+                        let key = if suffix.is_empty() {
+                            base.clone()
+                        } else {
+                            format!("{base}.{suffix}")
+                        };
+                        self.provenance.push((key, origins.clone()));
+                    }
+                }
+                return Ok(cached.value.clone());
+            }
+        }
         if let Some(default) = &decl.default {
             defs.push(Def {
                 node: default,
@@ -348,7 +392,7 @@ impl<'a, 'm> Merger<'a, 'm> {
 
     fn merge_typed(
         &mut self,
-        path: &mut Vec<Seg>,
+        path: &mut Vec<Seg<'a>>,
         ty: &'a Type,
         defs: Vec<Def<'a>>,
     ) -> Result<Json, Error> {
@@ -363,13 +407,13 @@ impl<'a, 'm> Merger<'a, 'm> {
             .unwrap_or(PLAIN_PRIORITY);
         defs.retain(|d| d.priority == best);
         let in_list = !self.record_provenance || path.iter().any(|s| matches!(s, Seg::Index(_)));
-        let record = |me: &mut Self, path: &[Seg], defs: &[Def<'a>]| {
+        let record = |me: &mut Self, path: &[Seg<'_>], defs: &[Def<'a>]| {
             if !in_list {
                 let origins = defs
                     .iter()
                     .map(|d| d.site.origin(d.node.span, d.priority))
                     .collect();
-                me.provenance.insert(display_path(path), origins);
+                me.provenance.push((display_path(path), origins));
             }
         };
         if is_scalar(ty) {
@@ -450,7 +494,7 @@ impl<'a, 'm> Merger<'a, 'm> {
                 }
                 let mut out = serde_json::Map::new();
                 for (key, defs) in by_key {
-                    path.push(Seg::Key(key.clone()));
+                    path.push(Seg::Key(Cow::Owned(key.clone())));
                     let value = self.merge_typed(path, inner, defs)?;
                     path.pop();
                     out.insert(key, value);
@@ -557,7 +601,7 @@ impl<'a, 'm> Merger<'a, 'm> {
                     if defs.is_empty() && field.optional {
                         continue;
                     }
-                    path.push(Seg::Key(field.name.clone()));
+                    path.push(Seg::Key(Cow::Borrowed(field.name.as_str())));
                     let value = self.merge_typed(path, &field.ty, defs)?;
                     path.pop();
                     out.insert(field.name.clone(), value);
@@ -570,7 +614,7 @@ impl<'a, 'm> Merger<'a, 'm> {
 
     fn merge_scalar(
         &mut self,
-        path: &[Seg],
+        path: &[Seg<'a>],
         ty: &'a Type,
         mut defs: Vec<Def<'a>>,
     ) -> Result<Json, Error> {
@@ -643,7 +687,7 @@ impl<'a, 'm> Merger<'a, 'm> {
         Ok(value)
     }
 
-    fn check(&self, path: &[Seg], ty: &Type, def: &Def<'a>) -> Result<Json, Error> {
+    fn check(&self, path: &[Seg<'_>], ty: &Type, def: &Def<'a>) -> Result<Json, Error> {
         match check_scalar(ty, def.node) {
             Ok(value) if *ty == Type::Source => {
                 let text = value.as_str().unwrap_or_default();
@@ -670,7 +714,7 @@ impl<'a, 'm> Merger<'a, 'm> {
     }
 
     /// Free-form tables: merged by key at any depth; other values must agree.
-    fn merge_free(&mut self, path: &mut Vec<Seg>, defs: Vec<Def<'a>>) -> Result<Json, Error> {
+    fn merge_free(&mut self, path: &mut Vec<Seg<'a>>, defs: Vec<Def<'a>>) -> Result<Json, Error> {
         let mut defs = self.unwrap_all(defs, path)?;
         let Some(best) = defs.iter().map(|d| d.priority).min() else {
             return Ok(Json::Object(Default::default()));
@@ -688,7 +732,7 @@ impl<'a, 'm> Merger<'a, 'm> {
             }
             let mut out = serde_json::Map::new();
             for (key, defs) in by_key {
-                path.push(Seg::Key(key.to_string()));
+                path.push(Seg::Key(Cow::Borrowed(key)));
                 let value = self.merge_free(path, defs)?;
                 path.pop();
                 out.insert(key.to_string(), value);
@@ -707,7 +751,7 @@ impl<'a, 'm> Merger<'a, 'm> {
         Ok(first)
     }
 
-    fn collect_free_pendings(&mut self, path: &mut Vec<Seg>, node: &'a Node, site: Site<'a>) {
+    fn collect_free_pendings(&mut self, path: &mut Vec<Seg<'a>>, node: &'a Node, site: Site<'a>) {
         static ANY: Type = Type::Attrs;
         match &node.value {
             Value::Str(s) if s.contains("${{") => {
@@ -730,7 +774,7 @@ impl<'a, 'm> Merger<'a, 'm> {
             }
             Value::Table(entries) => {
                 for (key, value) in entries {
-                    path.push(Seg::Key(key.name.clone()));
+                    path.push(Seg::Key(Cow::Borrowed(key.name.as_str())));
                     self.collect_free_pendings(path, value, site);
                     path.pop();
                 }
@@ -739,7 +783,7 @@ impl<'a, 'm> Merger<'a, 'm> {
         }
     }
 
-    fn undefined(&mut self, path: &mut Vec<Seg>, ty: &'a Type) -> Result<Json, Error> {
+    fn undefined(&mut self, path: &mut Vec<Seg<'a>>, ty: &'a Type) -> Result<Json, Error> {
         match ty {
             Type::NullOr(_) => Ok(Json::Null),
             Type::ListOf(_) => Ok(Json::Array(Vec::new())),
@@ -764,7 +808,7 @@ impl<'a, 'm> Merger<'a, 'm> {
 
     fn map_key(
         &self,
-        path: &[Seg],
+        path: &[Seg<'_>],
         key: &str,
         span: Span,
         site: Site<'a>,
@@ -795,7 +839,7 @@ impl<'a, 'm> Merger<'a, 'm> {
         }
     }
 
-    fn type_error(&self, path: &[Seg], def: &Def<'a>, expected: &str, hint: &str) -> Error {
+    fn type_error(&self, path: &[Seg<'_>], def: &Def<'a>, expected: &str, hint: &str) -> Error {
         let name = if path.is_empty() {
             "service".to_string()
         } else {
@@ -809,7 +853,7 @@ impl<'a, 'm> Merger<'a, 'm> {
         .help(hint.to_string())
     }
 
-    fn unwrap_all(&self, defs: Vec<Def<'a>>, path: &[Seg]) -> Result<Vec<Def<'a>>, Error> {
+    fn unwrap_all(&self, defs: Vec<Def<'a>>, path: &[Seg<'_>]) -> Result<Vec<Def<'a>>, Error> {
         if !defs.iter().any(|d| is_property(d.node)) {
             return Ok(defs);
         }
@@ -844,7 +888,7 @@ fn is_property(node: &Node) -> bool {
 
 fn unwrap_property<'a>(
     def: Def<'a>,
-    path: &[Seg],
+    path: &[Seg<'_>],
     depth: usize,
     out: &mut Vec<Def<'a>>,
 ) -> Result<(), Error> {
@@ -955,7 +999,7 @@ fn unwrap_property<'a>(
 }
 
 fn unknown_option(
-    path: &[Seg],
+    path: &[Seg<'_>],
     name: &str,
     span: Span,
     site: Site<'_>,
@@ -979,7 +1023,7 @@ fn unknown_option(
     }
 }
 
-fn conflict(path: &[Seg], defs: &[Def<'_>], headline: &str) -> Error {
+fn conflict(path: &[Seg<'_>], defs: &[Def<'_>], headline: &str) -> Error {
     let mut message = headline.replace("{}", &display_path(path));
     for def in defs {
         message.push_str(&format!(
@@ -994,15 +1038,19 @@ fn conflict(path: &[Seg], defs: &[Def<'_>], headline: &str) -> Error {
 }
 
 /// `readiness.http.port`, `files."nginx.conf".text`, `command[0]`.
-pub(crate) fn display_path(path: &[Seg]) -> String {
-    let mut out = String::new();
+pub(crate) fn display_path(path: &[Seg<'_>]) -> String {
+    let mut out = String::with_capacity(32);
     for seg in path {
         match seg {
             Seg::Key(key) => {
                 if !out.is_empty() {
                     out.push('.');
                 }
-                out.push_str(&quote_key(key));
+                if crate::options::is_option_name(key) {
+                    out.push_str(key);
+                } else {
+                    out.push_str(&format!("{key:?}"));
+                }
             }
             Seg::Index(i) => out.push_str(&format!("[{i}]")),
         }
@@ -1018,11 +1066,11 @@ pub(crate) fn quote_key(key: &str) -> String {
     }
 }
 
-fn last_name(path: &[Seg]) -> &str {
+fn last_name<'p>(path: &'p [Seg<'_>]) -> &'p str {
     path.iter()
         .rev()
         .find_map(|s| match s {
-            Seg::Key(k) => Some(k.as_str()),
+            Seg::Key(k) => Some(k.as_ref()),
             Seg::Index(_) => None,
         })
         .unwrap_or("value")

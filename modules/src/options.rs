@@ -51,6 +51,8 @@ pub struct Decl {
     pub line: u32,
     /// Line of the default value (the provenance of defaulted values).
     pub default_line: u32,
+    /// The default merged on its own (derived from the fields above).
+    pub merged_default: Option<crate::merge::MergedDefault>,
 }
 
 /// Every option a service may define: the core set plus target groups.
@@ -191,6 +193,7 @@ fn parse_declaration(node: &Node, source: &SourceFile, path: &str) -> Result<Dec
         declared_in: source.path.clone(),
         line: source.line_column(node.span.start).0,
         default_line: 0,
+        merged_default: None,
     };
     let mut sub_options = None;
     for (key, value) in node.entries().unwrap_or_default() {
@@ -284,6 +287,7 @@ fn parse_declaration(node: &Node, source: &SourceFile, path: &str) -> Result<Dec
             .help(decl.ty.hint("default")));
         }
     }
+    decl.merged_default = crate::merge::merge_default(&decl);
     Ok(decl)
 }
 

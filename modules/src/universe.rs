@@ -7,6 +7,7 @@
 //! definitions, the deployment's definitions — merges them (`merge`), then
 //! fills every `${{ }}` (`interpolate`), following references into other
 //! services of the deployment, which are merged on demand.
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::OnceLock;
 
@@ -585,7 +586,7 @@ struct Resolver<'u> {
     env: &'u dyn TargetEnv,
     deployment: Option<(&'u Label, &'u DeploymentDef, &'u MemberIndex)>,
     merged: HashMap<String, Merged<'u>>,
-    stack: Vec<(String, Vec<Seg>)>,
+    stack: Vec<(String, Vec<Seg<'u>>)>,
     root: String,
     references: BTreeSet<String>,
     /// The service's label when resolved outside any deployment.
@@ -607,7 +608,7 @@ struct Prepared<'u> {
 impl<'u> Resolver<'u> {
     fn finish(&mut self, service: &str) -> Result<Resolved, Error> {
         self.ensure_merged(service, None)?;
-        let keys: Vec<Vec<Seg>> = self.merged[service].pendings.keys().cloned().collect();
+        let keys: Vec<Vec<Seg<'u>>> = self.merged[service].pendings.keys().cloned().collect();
         for key in keys {
             self.evaluate(service, &key)?;
         }
@@ -653,7 +654,7 @@ impl<'u> Resolver<'u> {
             name: service.to_string(),
             deployment: self.deployment.map(|(l, _, _)| l.to_string()),
             value,
-            provenance: merged.provenance,
+            provenance: merged.provenance.into_iter().collect(),
             references: std::mem::take(&mut self.references).into_iter().collect(),
         })
     }
@@ -776,17 +777,17 @@ impl<'u> Resolver<'u> {
     }
 
     /// Evaluates every pending value of `service` at, above or below `path`.
-    fn force(&mut self, service: &str, path: &[Seg]) -> Result<(), Error> {
+    fn force(&mut self, service: &str, path: &[Seg<'u>]) -> Result<(), Error> {
         let top = match path.first() {
-            Some(Seg::Key(top)) => Some(top.clone()),
+            Some(Seg::Key(top)) => Some(top.to_string()),
             _ => None,
         };
         self.ensure_merged(service, top.as_deref())?;
         let pendings = &self.merged[service].pendings;
-        let mut keys: Vec<Vec<Seg>> = (0..path.len())
+        let mut keys: Vec<Vec<Seg<'u>>> = (0..path.len())
             .map(|i| &path[..i])
             .filter(|prefix| pendings.contains_key(*prefix))
-            .map(<[Seg]>::to_vec)
+            .map(<[Seg<'u>]>::to_vec)
             .collect();
         keys.extend(
             pendings
@@ -800,7 +801,7 @@ impl<'u> Resolver<'u> {
         Ok(())
     }
 
-    fn evaluate(&mut self, service: &str, key: &[Seg]) -> Result<(), Error> {
+    fn evaluate(&mut self, service: &str, key: &[Seg<'u>]) -> Result<(), Error> {
         let Some(pending) = self
             .merged
             .get(service)
@@ -844,7 +845,7 @@ impl<'u> Resolver<'u> {
     fn substitute(
         &mut self,
         service: &str,
-        key: &[Seg],
+        key: &[Seg<'_>],
         pending: &Pending<'u>,
     ) -> Result<Json, Error> {
         let package = pending.site.package();
@@ -903,7 +904,10 @@ impl<'u> Resolver<'u> {
             [h] if h == "host" => Some(Json::String(self.env.host(&target))),
             [n] if n == "name" => Some(Json::String(target.clone())),
             [a, port] if a == "address" => {
-                let ports = [Seg::Key("ports".into()), Seg::Key(port.clone())];
+                let ports = [
+                    Seg::Key(Cow::Borrowed("ports")),
+                    Seg::Key(Cow::Owned(port.clone())),
+                ];
                 self.force(&target, &ports)?;
                 let value = self.merged[&target]
                     .value
@@ -936,7 +940,7 @@ impl<'u> Resolver<'u> {
                 )))
             }
             [f, name, p] if f == "files" && p == "path" => {
-                self.force(&target, &[Seg::Key("files".into())])?;
+                self.force(&target, &[Seg::Key(Cow::Borrowed("files"))])?;
                 let exists = self.merged[&target]
                     .value
                     .get("files")
@@ -960,7 +964,10 @@ impl<'u> Resolver<'u> {
         if let Some(value) = computed {
             return Ok(value);
         }
-        let segs: Vec<Seg> = path.iter().map(|s| Seg::Key(s.clone())).collect();
+        let segs: Vec<Seg<'u>> = path
+            .iter()
+            .map(|s| Seg::Key(Cow::Owned(s.clone())))
+            .collect();
         self.force(&target, &segs)?;
         let mut current = &self.merged[&target].value;
         for (depth, segment) in path.iter().enumerate() {
@@ -1147,11 +1154,11 @@ fn json_kind(value: &Json) -> &'static str {
     }
 }
 
-fn pointer_mut<'j>(value: &'j mut Json, path: &[Seg]) -> Option<&'j mut Json> {
+fn pointer_mut<'j>(value: &'j mut Json, path: &[Seg<'_>]) -> Option<&'j mut Json> {
     let mut current = value;
     for seg in path {
         current = match seg {
-            Seg::Key(k) => current.get_mut(k.as_str())?,
+            Seg::Key(k) => current.get_mut(k.as_ref())?,
             Seg::Index(i) => current.get_mut(*i)?,
         };
     }
