@@ -112,9 +112,15 @@ fn convert_value(value: &Spanned<DeValue<'_>>) -> Node {
         DeValue::String(s) => Value::Str(s.to_string()),
         DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
             Ok(n) => Value::Int(n),
-            Err(_) => Value::Float(i.as_str().parse().unwrap_or(f64::MAX)),
+            // Beyond i64: kept as text rather than a lossy number.
+            Err(_) => Value::Str(i.to_string()),
         },
-        DeValue::Float(f) => Value::Float(f.as_str().replace('_', "").parse().unwrap_or(f64::NAN)),
+        // `nan` and `inf` have no JSON form (parsed files are cached as
+        // JSON), so they stay text; no option type takes a float anyway.
+        DeValue::Float(f) => match f.as_str().replace('_', "").parse::<f64>() {
+            Ok(x) if x.is_finite() => Value::Float(x),
+            _ => Value::Str(f.as_str().to_string()),
+        },
         DeValue::Boolean(b) => Value::Bool(*b),
         DeValue::Datetime(d) => Value::Str(d.to_string()),
         DeValue::Array(items) => Value::List(items.iter().map(convert_value).collect()),

@@ -370,6 +370,27 @@ impl Universe {
         resolver.finish(&service.name)
     }
 
+    /// The location of a definition, with its source line, for messages
+    /// about values checked after merging.
+    fn origin_location(&self, origin: &Origin) -> Option<crate::error::Location> {
+        let package = self
+            .packages
+            .values()
+            .find(|p| p.source.path == origin.file)?;
+        let line_text = package
+            .source
+            .text
+            .lines()
+            .nth(origin.line.checked_sub(1)? as usize)?;
+        Some(crate::error::Location {
+            file: origin.file.clone(),
+            line: origin.line,
+            column: origin.column,
+            width: 1,
+            line_text: line_text.to_string(),
+        })
+    }
+
     fn deployment_def(&self, label: &Label) -> Result<(&Package, &DeploymentDef), Error> {
         self.packages
             .get(&label.package)
@@ -618,25 +639,10 @@ impl<'u> Resolver<'u> {
             .remove(service)
             .unwrap_or_else(|| unreachable!("merged above"));
         let mut value = merged.value;
+        let provenance: BTreeMap<String, Vec<Origin>> = merged.provenance.into_iter().collect();
+        self.check_service(&value, &provenance)?;
         if let Some(files) = value.get_mut("files").and_then(Json::as_object_mut) {
             for (name, file) in files.iter_mut() {
-                let has = |k: &str| file.get(k).is_some_and(|v| !v.is_null());
-                if has("text") == has("source") {
-                    let origin = merged
-                        .provenance
-                        .iter()
-                        .find(|(p, _)| p.starts_with("files."))
-                        .map(|(_, o)| o);
-                    let place = origin
-                        .and_then(|o| o.first())
-                        .map(|o| format!(" (defined at {}:{})", o.file, o.line))
-                        .unwrap_or_default();
-                    return Err(Error::new(
-                        ErrorKind::Type,
-                        format!("the file `{name}` needs exactly one of `text` and `source`{place}"),
-                    )
-                    .help(format!("write files.\"{name}\".text = \"...\" or files.\"{name}\".source = \"path/in/package\"")));
-                }
                 if let Some(file) = file.as_object_mut() {
                     file.insert(
                         "path".into(),
@@ -654,9 +660,82 @@ impl<'u> Resolver<'u> {
             name: service.to_string(),
             deployment: self.deployment.map(|(l, _, _)| l.to_string()),
             value,
-            provenance: merged.provenance.into_iter().collect(),
+            provenance,
             references: std::mem::take(&mut self.references).into_iter().collect(),
         })
+    }
+
+    /// Checks that need the whole merged service: each file has one
+    /// content, probes name a declared port, file modes are octal.
+    fn check_service(
+        &self,
+        value: &Json,
+        provenance: &BTreeMap<String, Vec<Origin>>,
+    ) -> Result<(), Error> {
+        let at = |path: &str| {
+            provenance
+                .range(path.to_string()..)
+                .take_while(|(p, _)| p.starts_with(path))
+                .find_map(|(_, origins)| origins.iter().find(|o| !o.default))
+                .and_then(|origin| self.universe.origin_location(origin))
+        };
+        if let Some(files) = value.get("files").and_then(Json::as_object) {
+            for (name, file) in files {
+                let quoted = crate::merge::quote_key(name);
+                let has = |k: &str| file.get(k).is_some_and(|v| !v.is_null());
+                if has("text") == has("source") {
+                    return Err(Error::new(
+                        ErrorKind::Type,
+                        format!("the file `{name}` needs exactly one of `text` and `source`"),
+                    )
+                    .at(at(&format!("files.{quoted}.")))
+                    .help(format!(
+                        "write files.{quoted}.text = \"...\" or files.{quoted}.source = \"path/from/this/folder\""
+                    )));
+                }
+                let mode = file.get("mode").and_then(Json::as_str).unwrap_or("0644");
+                let octal = (3..=4).contains(&mode.len())
+                    && mode.bytes().all(|b| (b'0'..=b'7').contains(&b));
+                if !octal {
+                    return Err(Error::new(
+                        ErrorKind::Type,
+                        format!("invalid value for option `files.{quoted}.mode`: `{mode}` is not an octal mode"),
+                    )
+                    .at(at(&format!("files.{quoted}.mode")))
+                    .help(format!("write three or four octal digits, e.g. files.{quoted}.mode = \"0600\"")));
+                }
+            }
+        }
+        let ports = value.get("ports").and_then(Json::as_object);
+        for probe in ["http", "tcp"] {
+            let Some(port) = value
+                .pointer(&format!("/readiness/{probe}/port"))
+                .and_then(Json::as_str)
+            else {
+                continue;
+            };
+            let declared = ports.is_some_and(|p| p.contains_key(port));
+            let numeric = port.parse::<u16>().is_ok_and(|n| n > 0);
+            if !declared && !numeric {
+                let names: Vec<&str> = ports
+                    .map(|p| p.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                let err = Error::new(
+                    ErrorKind::Reference,
+                    format!(
+                        "`readiness.{probe}.port` names the port `{port}`, which is not in `ports`"
+                    ),
+                )
+                .at(at(&format!("readiness.{probe}.port")));
+                return Err(match did_you_mean(port, names.iter().copied()) {
+                    Some(near) => err.help(format!("did you mean `{near}`?")),
+                    None => err.help(format!(
+                        "declare it, e.g. ports.{port} = 8080, or write the number as a string"
+                    )),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn standalone_label(&self) -> Option<&Label> {

@@ -182,3 +182,22 @@ fn defined_both_null_and_not() {
     let json = r#"{"modules": {"m": {"image": null}}, "services": {"api": {"imports": [":m"], "image": "x"}}}"#;
     insta::assert_snapshot!(error(&[("web/n2d.json", json)], "//web:api"));
 }
+
+#[test]
+fn a_file_needs_text_or_source() {
+    insta::assert_snapshot!(api("[services.api]\nfiles.\"a.conf\".mode = \"0600\"\n"));
+}
+
+#[test]
+fn a_file_mode_is_octal() {
+    insta::assert_snapshot!(api(
+        "[services.api]\nfiles.\"a.conf\" = { text = \"x\", mode = \"rw\" }\n"
+    ));
+}
+
+#[test]
+fn a_probe_names_a_declared_port() {
+    insta::assert_snapshot!(api(
+        "[services.api]\nports.http = 8080\nreadiness.http = { port = \"htp\" }\n"
+    ));
+}

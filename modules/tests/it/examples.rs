@@ -87,3 +87,17 @@ fn nginx_postgres_prod() {
     let db = universe.resolve(&prod, "postgres", &LocalEnv).unwrap();
     insta::assert_json_snapshot!(db.value);
 }
+
+#[test]
+fn show_json_carries_value_provenance_and_references() {
+    let universe = example("nginx-postgres");
+    let dev = parse_label("//examples/nginx-postgres:dev", None).unwrap();
+    let proxy = universe.resolve(&dev, "proxy", &LocalEnv).unwrap();
+    let json = n2d_modules::show_json(&proxy);
+    assert_eq!(json["value"]["proxy"]["upstream"], "localhost:5432");
+    assert_eq!(json["references"], serde_json::json!(["postgres"]));
+    let origin = &json["provenance"]["proxy.upstream"][0];
+    assert_eq!(origin["file"], "examples/nginx-postgres/n2d.toml");
+    assert_eq!(origin["priority"], 100);
+    assert_eq!(json["provenance"]["proxy.listen"][0]["default"], true);
+}

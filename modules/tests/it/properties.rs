@@ -269,3 +269,33 @@ fn the_generators_reach_successful_resolutions() {
     );
     let _ = parse_label("//web:a", None).unwrap();
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The engine caches parsed files and packages as JSON: a round trip
+    /// must give back an equal value that resolves the same.
+    #[test]
+    fn parsed_and_evaluated_packages_survive_the_cache_round_trip(file in module_file()) {
+        let text = toml::to_string(&file).unwrap();
+        let Ok(parsed) = parse_module_file("web/n2d.toml", &text, Format::Toml) else { return Ok(()) };
+        let bytes = serde_json::to_vec(&parsed).unwrap();
+        let back: n2d_modules::ModuleFile = serde_json::from_slice(&bytes).unwrap();
+        prop_assert_eq!(&back, &parsed);
+        if let Ok(package) = eval_package("web", &parsed) {
+            let back: n2d_modules::Package = serde_json::from_slice(&serde_json::to_vec(&package).unwrap()).unwrap();
+            prop_assert_eq!(back, package);
+        }
+    }
+}
+
+#[test]
+fn special_floats_and_huge_integers_survive_the_cache_round_trip() {
+    let text =
+        "[services.api]\ncompose.extra = { a = nan, b = inf, c = 0x7fffffffffffffffff, d = 1.5 }\n";
+    let parsed = parse_module_file("web/n2d.toml", text, Format::Toml);
+    let parsed = parsed.unwrap();
+    let back: n2d_modules::ModuleFile =
+        serde_json::from_slice(&serde_json::to_vec(&parsed).unwrap()).unwrap();
+    assert_eq!(back, parsed);
+}
