@@ -85,6 +85,16 @@ fn resolve_all(c: &mut Criterion) {
             }
         })
     });
+    group.bench_function("10k services, value only", |b| {
+        b.iter(|| {
+            for (deployment, service) in &targets {
+                let resolved = universe
+                    .resolve_value(deployment, service, &LocalEnv)
+                    .unwrap();
+                std::hint::black_box(resolved);
+            }
+        })
+    });
     group.finish();
 
     let mut parse = c.benchmark_group("parse+eval");

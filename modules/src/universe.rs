@@ -296,6 +296,29 @@ impl Universe {
         service: &str,
         env: &dyn TargetEnv,
     ) -> Result<Resolved, Error> {
+        self.resolve_in(deployment, service, env, true)
+    }
+
+    /// `resolve` without recording provenance (left empty): what a build
+    /// needs, at a fraction of the cost. On an error it resolves again with
+    /// provenance, so the message still points at the definition.
+    pub fn resolve_value(
+        &self,
+        deployment: &Label,
+        service: &str,
+        env: &dyn TargetEnv,
+    ) -> Result<Resolved, Error> {
+        self.resolve_in(deployment, service, env, false)
+            .or_else(|_| self.resolve_in(deployment, service, env, true))
+    }
+
+    fn resolve_in(
+        &self,
+        deployment: &Label,
+        service: &str,
+        env: &dyn TargetEnv,
+        with_provenance: bool,
+    ) -> Result<Resolved, Error> {
         let (package, def) = self.deployment_def(deployment)?;
         let index = self.index(deployment, def);
         if !index.by_name.contains_key(service) {
@@ -325,6 +348,7 @@ impl Universe {
             stack: Vec::new(),
             root: service.to_string(),
             references: BTreeSet::new(),
+            with_provenance,
             standalone: None,
             prepared: HashMap::new(),
             complete: HashSet::new(),
@@ -362,6 +386,7 @@ impl Universe {
             stack: Vec::new(),
             root: service.name.clone(),
             references: BTreeSet::new(),
+            with_provenance: true,
             standalone: Some(service.clone()),
             prepared: HashMap::new(),
             complete: HashSet::new(),
@@ -610,6 +635,8 @@ struct Resolver<'u> {
     stack: Vec<(String, Vec<Seg<'u>>)>,
     root: String,
     references: BTreeSet<String>,
+    /// Whether the resolved service records where its values came from.
+    with_provenance: bool,
     /// The service's label when resolved outside any deployment.
     standalone: Option<Label>,
     prepared: HashMap<String, Prepared<'u>>,
@@ -779,7 +806,7 @@ impl<'u> Resolver<'u> {
         let map_dependency = move |key: &str, package: &str| -> Result<String, Error> {
             dependency_name(key, package, deployment)
         };
-        let is_root = service == self.root;
+        let is_root = self.with_provenance && service == self.root;
         let merged = Merger::new(&map_dependency, prepared.context, is_root).merge_service(
             top,
             &prepared.layers,

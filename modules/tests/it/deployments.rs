@@ -91,3 +91,32 @@ fn labels_list_every_kind() {
     let pattern = n2d_modules::parse_pattern("//deploy/...", None).unwrap();
     assert_eq!(universe.matching(&pattern).unwrap().len(), 3);
 }
+
+#[test]
+fn resolve_value_is_resolve_without_provenance() {
+    let universe = universe(FILES).unwrap();
+    let prod = n2d_modules::parse_label("//deploy:prod", None).unwrap();
+    for service in ["api", "postgres", "migrate"] {
+        let full = universe
+            .resolve(&prod, service, &n2d_modules::LocalEnv)
+            .unwrap();
+        let value = universe
+            .resolve_value(&prod, service, &n2d_modules::LocalEnv)
+            .unwrap();
+        assert_eq!(value.value, full.value);
+        assert_eq!(value.references, full.references);
+        assert!(value.provenance.is_empty());
+        assert!(!full.provenance.is_empty());
+    }
+}
+
+#[test]
+fn resolve_value_errors_still_point_at_the_definition() {
+    let files = [("web/n2d.toml", "[services.api]\nports.http = 8080\nreadiness.tcp = { port = \"htp\" }\n[deployments.dev]\nservices = [\":api\"]\n")];
+    let universe = universe(&files).unwrap();
+    let dev = n2d_modules::parse_label("//web:dev", None).unwrap();
+    let err = universe
+        .resolve_value(&dev, "api", &n2d_modules::LocalEnv)
+        .unwrap_err();
+    assert_eq!(err.location.as_ref().map(|l| l.line), Some(3));
+}
