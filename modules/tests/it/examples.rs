@@ -101,3 +101,33 @@ fn show_json_carries_value_provenance_and_references() {
     assert_eq!(origin["priority"], 100);
     assert_eq!(json["provenance"]["proxy.listen"][0]["default"], true);
 }
+
+#[test]
+fn hello_services_print_their_greeting_when_run() {
+    use std::io::{BufRead, BufReader};
+    let universe = example("hello");
+    let dev = parse_label("//examples/hello:dev", None).unwrap();
+    for (service, expected) in [("hello", "Hello, world"), ("goodbye", "Goodbye, moon")] {
+        let resolved = universe.resolve(&dev, service, &LocalEnv).unwrap();
+        let service: n2d_modules::service::Service =
+            serde_json::from_value(resolved.value).unwrap();
+        let mut command = std::process::Command::new(&service.command[0]);
+        command
+            .args(&service.command[1..])
+            .env_clear()
+            .stdout(std::process::Stdio::piped());
+        for (name, value) in &service.env {
+            if let n2d_modules::service::EnvValue::Text(text) = value {
+                command.env(name, text);
+            }
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(line.trim_end(), expected);
+    }
+}
