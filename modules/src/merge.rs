@@ -36,7 +36,7 @@ const MAX_PROPERTY_DEPTH: usize = 64;
 pub struct Origin {
     /// The module file, relative to the workspace root (for a default: the
     /// file that declares the option).
-    pub file: String,
+    pub file: std::sync::Arc<str>,
     pub line: u32,
     pub column: u32,
     pub priority: i64,
@@ -279,7 +279,8 @@ impl<'a, 'm> Merger<'a, 'm> {
         layers: &[&'a OptionTree],
         defs: Vec<Def<'a>>,
     ) -> Result<serde_json::Map<String, Json>, Error> {
-        let mut by_key: BTreeMap<&'a str, Vec<Def<'a>>> = BTreeMap::new();
+        // A service defines few of its options: a short list beats a map.
+        let mut by_key: DefsByKey<'a> = DefsByKey::default();
         for def in self.unwrap_all(defs, path)? {
             let Some(entries) = def.node.entries() else {
                 return Err(self.type_error(
@@ -293,7 +294,7 @@ impl<'a, 'm> Merger<'a, 'm> {
                 if !layers.iter().any(|l| l.entries.contains_key(&key.name)) {
                     return Err(unknown_option(path, &key.name, key.span, def.site, layers));
                 }
-                by_key.entry(&key.name).or_default().push(Def {
+                by_key.entry(&key.name).push(Def {
                     node: value,
                     priority: def.priority,
                     order: PLAIN_ORDER,
@@ -1035,6 +1036,30 @@ fn conflict(path: &[Seg<'_>], defs: &[Def<'_>], headline: &str) -> Error {
     Error::new(ErrorKind::Conflict, message).help(
         "use { mkForce = value } or { mkDefault = value } to change the priority of one of these definitions",
     )
+}
+
+/// Definitions grouped by option name, in first-seen order.
+#[derive(Default)]
+struct DefsByKey<'a> {
+    groups: Vec<(&'a str, Vec<Def<'a>>)>,
+}
+
+impl<'a> DefsByKey<'a> {
+    fn entry(&mut self, key: &'a str) -> &mut Vec<Def<'a>> {
+        let at = match self.groups.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                self.groups.push((key, Vec::with_capacity(2)));
+                self.groups.len() - 1
+            }
+        };
+        &mut self.groups[at].1
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Vec<Def<'a>>> {
+        let at = self.groups.iter().position(|(k, _)| *k == key)?;
+        Some(self.groups.swap_remove(at).1)
+    }
 }
 
 /// `readiness.http.port`, `files."nginx.conf".text`, `command[0]`.

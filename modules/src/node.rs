@@ -55,7 +55,8 @@ impl Span {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceFile {
     /// As users see it: relative to the workspace root (`web/n2d.toml`).
-    pub path: String,
+    /// Shared: every provenance entry names it.
+    pub path: std::sync::Arc<str>,
     pub text: String,
     /// Byte offset of the start of each line.
     line_starts: Vec<u32>,
@@ -72,7 +73,7 @@ impl SourceFile {
                 .map(|(i, _)| i as u32 + 1),
         );
         SourceFile {
-            path: path.into(),
+            path: std::sync::Arc::from(path.into()),
             text,
             line_starts,
         }
@@ -116,7 +117,7 @@ impl SourceFile {
             .unwrap_or(1)
             .clamp(1, line_chars.saturating_sub(column - 1).max(1));
         Location {
-            file: self.path.clone(),
+            file: self.path.to_string(),
             line,
             column,
             width,

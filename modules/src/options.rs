@@ -46,7 +46,7 @@ pub struct Decl {
     pub description: Option<String>,
     pub example: Option<serde_json::Value>,
     /// The file that declares the option, as users see it.
-    pub declared_in: String,
+    pub declared_in: std::sync::Arc<str>,
     /// Line of the declaration.
     pub line: u32,
     /// Line of the default value (the provenance of defaulted values).

@@ -236,7 +236,7 @@ impl Universe {
                 DeploymentService {
                     name: member.name.clone(),
                     label,
-                    defined_in,
+                    defined_in: defined_in.to_string(),
                 }
             })
             .collect();
@@ -408,7 +408,7 @@ impl Universe {
             .lines()
             .nth(origin.line.checked_sub(1)? as usize)?;
         Some(crate::error::Location {
-            file: origin.file.clone(),
+            file: origin.file.to_string(),
             line: origin.line,
             column: origin.column,
             width: 1,

@@ -126,11 +126,7 @@ fn provenance_lists_the_winning_definitions_with_priority() {
     let origins = &resolved.provenance["replicas"];
     assert_eq!(origins.len(), 1);
     assert_eq!(
-        (
-            origins[0].file.as_str(),
-            origins[0].line,
-            origins[0].priority
-        ),
+        (&*origins[0].file, origins[0].line, origins[0].priority),
         ("web/n2d.toml", 5, 50)
     );
     let restart = &resolved.provenance["restart"];
