@@ -152,3 +152,6 @@ pub mod vm;
 pub mod compose;
 pub mod k8s;
 pub mod oci;
+
+// Launching an assembled target folder with the tool of its format.
+pub mod manager;
