@@ -98,6 +98,7 @@ impl Manager for PodmanKube {
     }
     fn up(&self, ctx: &LaunchContext) -> Result<(), ManagerError> {
         let resources = resources(self.name(), ctx)?;
+        // A missing podman is reported before any image is loaded.
         self.podman(ctx)?;
         if let Some(layout) = sibling_layout(ctx) {
             load_with_podman(self.name(), ctx, &layout, &self.podman)?;
