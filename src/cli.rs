@@ -21,6 +21,8 @@ pub enum Command {
     Build(BuildArgs),
     /// Build a deployment, then launch it with its manager.
     Up(UpArgs),
+    /// Stop what `n2d up` launched with a detached manager.
+    Down(DownArgs),
     /// Build, launch with the built-in supervisor, and apply every saved
     /// change: only services whose launch spec changed restart.
     Watch(WatchArgs),
@@ -97,6 +99,18 @@ pub struct UpArgs {
     pub timestamps: bool,
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// The deployment to stop.
+    #[arg(value_name = "LABEL")]
+    pub label: String,
+    #[arg(long, short = 't', value_name = "TARGET")]
+    pub target: String,
+    /// The manager it was launched with (default: the target's default).
+    #[arg(long, short = 'm', value_name = "MANAGER")]
+    pub manager: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use n2d_modules::{parse_label, parse_pattern, LabelKind, LocalEnv, Universe, Wor
 use n2d_pipeline::{BuildRequest, BuildResult, Session};
 
 use crate::cli::{
-    BuildArgs, CacheCommand, CleanArgs, Cli, Command, GraphArgs, InitArgs, OptionsArgs,
+    BuildArgs, CacheCommand, CleanArgs, Cli, Command, DownArgs, GraphArgs, InitArgs, OptionsArgs,
     OptionsFormat, QueryArgs, ShowArgs, UpArgs,
 };
 use crate::progress::BuildProgress;
@@ -21,6 +21,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build(&cwd, args),
         Command::Up(args) => up(&cwd, args),
+        Command::Down(args) => down(&cwd, args),
         Command::Watch(args) => crate::watch::run(&cwd, args),
         Command::Show(args) => show(&cwd, args),
         Command::Options(args) => options(args),
@@ -139,20 +140,77 @@ pub fn report_build(result: &BuildResult, explain: bool, json: bool) {
     }
 }
 
+/// The built-in supervisor's name as a manager of the procfile target.
+const SUPERVISOR: &str = "supervisor";
+
+/// The manager `up`/`down` use: the one named, or the target's default.
+fn choose_manager(target: &str, manager: Option<&str>) -> Result<String> {
+    if let Some(name) = manager {
+        if target == "procfile" && name == SUPERVISOR {
+            return Ok(name.to_string());
+        }
+        if n2d_rules::manager::find(target, name).is_none() {
+            let known: Vec<&str> = n2d_rules::manager::all()
+                .iter()
+                .filter(|m| m.target() == target)
+                .map(|m| m.name())
+                .chain((target == "procfile").then_some(SUPERVISOR))
+                .collect();
+            bail!("error: `{name}` is not a manager of the `{target}` target\n = help: its managers are: {}", known.join(", "));
+        }
+        return Ok(name.to_string());
+    }
+    if target == "procfile" {
+        return Ok(SUPERVISOR.to_string());
+    }
+    n2d_rules::manager::default_manager(target)
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("error: the `{target}` target has no manager\n = help: `n2d targets` lists the managers of each target"))
+}
+
+/// The render context of a deployment, as the managers see it.
+fn rules_deployment(
+    workspace: &Workspace,
+    label: &n2d_modules::Label,
+) -> Result<n2d_rules::Deployment> {
+    let spec = universe(workspace)?
+        .deployment(label)
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(n2d_rules::Deployment {
+        package: spec.package,
+        name: spec.name,
+        namespace: spec.namespace,
+        services: spec.services.into_iter().map(|s| s.name).collect(),
+        base_layer: workspace.settings.base_layer.clone(),
+    })
+}
+
 fn up(cwd: &Path, args: UpArgs) -> Result<ExitCode> {
     let target = args.target.unwrap_or_else(|| "procfile".to_string());
-    match args.manager.as_deref() {
-        None | Some("supervisor") | Some("n2d") if target == "procfile" => {}
-        Some(other) => bail!("the manager `{other}` is not available for the `{target}` target; `n2d targets` lists them"),
-        None => bail!("the `{target}` target has no built-in manager; pass --manager"),
+    let manager_name = choose_manager(&target, args.manager.as_deref())?;
+    let external = n2d_rules::manager::find(&target, &manager_name);
+    if let Some(manager) = &external {
+        let missing = n2d_rules::manager::missing_tools(manager.as_ref());
+        if !missing.is_empty() {
+            bail!(
+                "error: the manager `{manager_name}` needs {}, which is not installed\n = help: install it, or pick another manager with --manager (`n2d targets` lists them)",
+                missing.join(", ")
+            );
+        }
     }
     let workspace = workspace(cwd)?;
     let current_package = workspace.package_of(cwd);
     let label = parse_label(&args.label, current_package.as_deref()).map_err(|e| anyhow!("{e}"))?;
+    let deployment = rules_deployment(&workspace, &label)?;
+    // Compose and Kubernetes run the images n2d builds: build them too.
+    let mut targets = vec![target.clone()];
+    if matches!(target.as_str(), "compose" | "k8s") {
+        targets.push("oci".to_string());
+    }
     let session = open_session(workspace)?;
     let request = BuildRequest {
         patterns: vec![label.to_string()],
-        targets: vec![target.clone()],
+        targets,
         current_package,
         jobs: args.jobs,
         keep_going: false,
@@ -167,18 +225,71 @@ fn up(cwd: &Path, args: UpArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let dir = session.target_dir(&label.package, &label.name, &target);
-    // The supervisor runs in the foreground; release the workspace lock so
-    // that builds (and `n2d watch`) can run while services do.
-    drop(session);
-    let options = n2d_supervisor::Options {
-        timestamps: args.timestamps,
-        ..n2d_supervisor::Options::from_env()
+    let Some(manager) = external else {
+        // The supervisor runs in the foreground; release the workspace lock
+        // so that builds (and `n2d watch`) can run while services do.
+        drop(session);
+        let options = n2d_supervisor::Options {
+            timestamps: args.timestamps,
+            ..n2d_supervisor::Options::from_env()
+        };
+        let outcome = n2d_supervisor::run(&dir, options).map_err(|e| anyhow!("{e}"))?;
+        if !outcome.summary.is_empty() {
+            eprintln!("{}", outcome.summary);
+        }
+        return Ok(ExitCode::from(outcome.code.clamp(0, 255) as u8));
     };
-    let outcome = n2d_supervisor::run(&dir, options).map_err(|e| anyhow!("{e}"))?;
-    if !outcome.summary.is_empty() {
-        eprintln!("{}", outcome.summary);
+    let context = n2d_rules::manager::LaunchContext::new(&dir, &deployment);
+    if !manager.detached() {
+        drop(session);
+        manager.up(&context).map_err(|e| anyhow!("{e}"))?;
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(ExitCode::from(outcome.code.clamp(0, 255) as u8))
+    // A detached launch is skipped when the output it would launch is the
+    // one launched last time (the launch record).
+    let record = format!("{label} {target} {manager_name}");
+    let digest = n2d_pipeline::materialize::recorded_source(&dir)
+        .and_then(|hex| n2d_cache::Digest::from_hex(&hex))
+        .ok_or_else(|| anyhow!("error: {} holds no finished build", dir.display()))?;
+    let last = session
+        .cache()
+        .launch_record(&record)
+        .map_err(|e| anyhow!("{e}"))?;
+    if last == Some(digest) && !args.force {
+        eprintln!("{label} ({target}) is already launched with {manager_name} and unchanged; --force launches it again");
+        return Ok(ExitCode::SUCCESS);
+    }
+    manager.up(&context).map_err(|e| anyhow!("{e}"))?;
+    session
+        .cache()
+        .put_launch_record(&record, &digest)
+        .map_err(|e| anyhow!("{e}"))?;
+    session.cache().flush().map_err(|e| anyhow!("{e}"))?;
+    eprintln!("launched {label} ({target}) with {manager_name}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn down(cwd: &Path, args: DownArgs) -> Result<ExitCode> {
+    let manager_name = choose_manager(&args.target, args.manager.as_deref())?;
+    let Some(manager) = n2d_rules::manager::find(&args.target, &manager_name) else {
+        bail!("error: the built-in supervisor runs in the foreground: stop it with Ctrl-C (or SIGTERM)");
+    };
+    let workspace = workspace(cwd)?;
+    let current_package = workspace.package_of(cwd);
+    let label = parse_label(&args.label, current_package.as_deref()).map_err(|e| anyhow!("{e}"))?;
+    let deployment = rules_deployment(&workspace, &label)?;
+    let session = open_session(workspace)?;
+    let dir = session.target_dir(&label.package, &label.name, &args.target);
+    let context = n2d_rules::manager::LaunchContext::new(&dir, &deployment);
+    manager.down(&context).map_err(|e| anyhow!("{e}"))?;
+    let record = format!("{label} {} {manager_name}", args.target);
+    session
+        .cache()
+        .forget_launch_record(&record)
+        .map_err(|e| anyhow!("{e}"))?;
+    session.cache().flush().map_err(|e| anyhow!("{e}"))?;
+    eprintln!("stopped {label} ({}) with {manager_name}", args.target);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn show(cwd: &Path, args: ShowArgs) -> Result<ExitCode> {
@@ -401,12 +512,35 @@ fn graph(cwd: &Path, args: GraphArgs) -> Result<ExitCode> {
 }
 
 fn targets() -> Result<ExitCode> {
+    let managers = n2d_rules::manager::all();
     for rule in n2d_rules::all() {
-        let managers = match rule.target() {
-            "procfile" => "supervisor (built in)",
-            _ => "—",
+        let target = rule.target();
+        let default = if target == "procfile" {
+            Some(SUPERVISOR)
+        } else {
+            n2d_rules::manager::default_manager(target)
         };
-        println!("{:<16} {managers}", rule.target());
+        let mut names: Vec<String> = Vec::new();
+        if target == "procfile" {
+            names.push(format!("{SUPERVISOR} (built in)"));
+        }
+        for manager in managers.iter().filter(|m| m.target() == target) {
+            let missing = n2d_rules::manager::missing_tools(manager.as_ref());
+            let mut name = manager.name().to_string();
+            if !missing.is_empty() {
+                name.push_str(&format!(" (not installed: {})", missing.join(", ")));
+            }
+            names.push(name);
+        }
+        let listed = if names.is_empty() {
+            "—".to_string()
+        } else {
+            names.join(", ")
+        };
+        let default = default
+            .map(|d| format!("  [default: {d}]"))
+            .unwrap_or_default();
+        println!("{target:<16} {listed}{default}");
     }
     Ok(ExitCode::SUCCESS)
 }

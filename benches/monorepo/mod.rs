@@ -65,7 +65,13 @@ env.LISTEN = "0.0.0.0:${{ self.http.port }}"
         let last = (first + shape.packages_per_deployment).min(shape.packages);
         for p in first..last {
             for s in 0..shape.services_per_package {
-                writeln!(deploy, "  \"//{}:s{s}\",", package_path(p)).unwrap();
+                writeln!(
+                    deploy,
+                    "  \"//{}:{}\",",
+                    package_path(p),
+                    service_name(p, s)
+                )
+                .unwrap();
             }
         }
         deploy.push_str("]\n\n");
@@ -92,22 +98,29 @@ fn package_text(p: usize, services: usize, generation: usize) -> String {
         let port = 10000 + (p * services + s) % 50000;
         writeln!(
             text,
-            "[services.s{s}]\nimports = [\"//lib/http:http\"]\ncommand = [\"/bin/sh\", \"-c\", \"exec server --port $0\", \"${{{{ self.http.port }}}}\"]\nhttp.port = {port}\nenv.SERVICE = \"p{p}-s{s}\"\nenv.GENERATION = \"{}\"",
+            "[services.{}]\nimports = [\"//lib/http:http\"]\ncommand = [\"/bin/sh\", \"-c\", \"exec server --port $0\", \"${{{{ self.http.port }}}}\"]\nhttp.port = {port}\nenv.SERVICE = \"p{p}-s{s}\"\nenv.GENERATION = \"{}\"",
+            service_name(p, s),
             if s == 0 { generation } else { 0 }
         )
         .unwrap();
         if s > 0 {
+            let upstream = service_name(p, s - 1);
             writeln!(
                 text,
-                "env.UPSTREAM = \"http://${{{{ :s{}.address.http }}}}\"",
-                s - 1
+                "env.UPSTREAM = \"http://${{{{ :{upstream}.address.http }}}}\""
             )
             .unwrap();
-            writeln!(text, "depends_on.\":s{}\" = \"started\"", s - 1).unwrap();
+            writeln!(text, "depends_on.\":{upstream}\" = \"started\"").unwrap();
         }
         text.push('\n');
     }
     text
+}
+
+/// Service names are unique across the workspace: a deployment holds
+/// services of many packages, and names must be distinct there.
+pub fn service_name(p: usize, s: usize) -> String {
+    format!("p{p:04}s{s}")
 }
 
 fn write(root: &Path, package: &str, text: &str) {

@@ -169,6 +169,13 @@ pub fn is_in_sync(dir: &Path, source: &str) -> bool {
         })
 }
 
+/// What the folder was last materialized from (the digest recorded by
+/// [`materialize`]), if a materialization finished there.
+pub fn recorded_source(dir: &Path) -> Option<String> {
+    let manifest = read_manifest(dir);
+    (!manifest.source.is_empty()).then_some(manifest.source)
+}
+
 /// Checks that `path` stays inside the folder it is relative to.
 pub fn check_relative_path(path: &str) -> Result<(), MaterializeError> {
     let bad = |reason| {
@@ -381,7 +388,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         for bad in ["../x", "/etc/passwd", "a//b", "a/./b", "", MANIFEST] {
             assert!(
-                materialize(tmp.path(), &[file(bad, "x", 0o644)]).is_err(),
+                materialize(tmp.path(), &[file(bad, "x", 0o644)], "s").is_err(),
                 "{bad}"
             );
         }

@@ -197,7 +197,7 @@ impl Task for ResolveTask {
     }
     fn run(&self, _context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
         let universe = self.universe.get()?;
-        let resolved = universe.resolve(&self.deployment, &self.service, self.rule.env())?;
+        let resolved = universe.resolve_value(&self.deployment, &self.service, self.rule.env())?;
         Ok(serde_json::to_vec(&resolved.value)?)
     }
 }

@@ -2,5 +2,6 @@
 //! behaviour, each running `n2d` in temporary workspaces.
 mod build;
 mod incremental;
+mod launch;
 mod support;
 mod watch;

@@ -1,0 +1,152 @@
+//! `n2d up` / `n2d down` with a detached manager: the launch runs only when
+//! the output changed since the last launch (or with `--force`), and `down`
+//! stops what `up` started. A fake `kubectl` first on PATH records its calls,
+//! so no cluster is needed.
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::TestWorkspace;
+
+fn fake_kubectl(bin: &Path, log: &Path) {
+    std::fs::create_dir_all(bin).unwrap();
+    let script = format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display());
+    let path = bin.join("kubectl");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn n2d_with_path(ws: &TestWorkspace, bin: &Path, args: &[&str]) -> Output {
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new(env!("CARGO_BIN_EXE_n2d"))
+        .current_dir(&ws.root)
+        .args(args)
+        .env("PATH", path)
+        .output()
+        .unwrap()
+}
+
+fn calls(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_detached_launch_runs_only_when_the_output_changed() {
+    let ws = TestWorkspace::new();
+    ws.write(
+        "app/n2d.toml",
+        "[services.web]\nimage = \"docker.io/library/nginx:1\"\nports.http = 80\nenv.MODE = \"one\"\n\n[deployments.prod]\nservices = [\":web\"]\n",
+    );
+    let tools = tempfile::tempdir().unwrap();
+    let log = tools.path().join("calls");
+    fake_kubectl(&tools.path().join("bin"), &log);
+    let bin = tools.path().join("bin");
+
+    let up = |extra: &[&str]| {
+        let mut args = vec!["up", "//app:prod", "--target", "k8s"];
+        args.extend_from_slice(extra);
+        let out = n2d_with_path(&ws, &bin, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    up(&[]);
+    assert_eq!(calls(&log).len(), 1, "{:?}", calls(&log));
+    assert!(
+        calls(&log)[0].starts_with("apply --server-side"),
+        "{:?}",
+        calls(&log)
+    );
+
+    let again = up(&[]);
+    assert_eq!(
+        calls(&log).len(),
+        1,
+        "an unchanged output is not launched again"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already launched"));
+
+    up(&["--force"]);
+    assert_eq!(calls(&log).len(), 2, "--force launches again");
+
+    let text = ws.read("app/n2d.toml").replace("\"one\"", "\"two\"");
+    ws.write("app/n2d.toml", &text);
+    up(&[]);
+    assert_eq!(calls(&log).len(), 3, "a changed output is launched");
+
+    let down = n2d_with_path(&ws, &bin, &["down", "//app:prod", "--target", "k8s"]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(calls(&log)[3].starts_with("delete"), "{:?}", calls(&log));
+    up(&[]);
+    assert_eq!(calls(&log).len(), 5, "after down, up launches again");
+}
+
+#[test]
+fn an_unknown_or_missing_manager_is_a_clear_error() {
+    let ws = TestWorkspace::new();
+    ws.write(
+        "app/n2d.toml",
+        "[services.web]\ncommand = [\"/bin/true\"]\n[deployments.dev]\nservices = [\":web\"]\n",
+    );
+    let out = ws.n2d(&["up", "//app:dev", "--target", "k8s", "--manager", "helm"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not a manager of the `k8s` target") && stderr.contains("kubectl"),
+        "{stderr}"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_n2d"))
+        .current_dir(&ws.root)
+        .args(["up", "//app:dev", "--target", "process-compose"])
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("needs process-compose, which is not installed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn targets_lists_every_target_with_its_managers() {
+    let ws = TestWorkspace::new();
+    let out = ws.n2d(&["targets"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for target in [
+        "json",
+        "procfile",
+        "process-compose",
+        "systemd",
+        "nixos",
+        "vm",
+        "oci",
+        "compose",
+        "k8s",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(target)),
+            "{target} missing:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("supervisor (built in)"), "{stdout}");
+    assert!(stdout.contains("podman-kube"), "{stdout}");
+}
