@@ -253,6 +253,7 @@ fn up(cwd: &Path, args: UpArgs) -> Result<ExitCode> {
         .ok_or_else(|| anyhow!("error: {} holds no finished build", dir.display()))?;
     let last = session
         .cache()
+        .map_err(|e| anyhow!("{e}"))?
         .launch_record(&record)
         .map_err(|e| anyhow!("{e}"))?;
     if last == Some(digest) && !args.force {
@@ -262,9 +263,14 @@ fn up(cwd: &Path, args: UpArgs) -> Result<ExitCode> {
     manager.up(&context).map_err(|e| anyhow!("{e}"))?;
     session
         .cache()
+        .map_err(|e| anyhow!("{e}"))?
         .put_launch_record(&record, &digest)
         .map_err(|e| anyhow!("{e}"))?;
-    session.cache().flush().map_err(|e| anyhow!("{e}"))?;
+    session
+        .cache()
+        .map_err(|e| anyhow!("{e}"))?
+        .flush()
+        .map_err(|e| anyhow!("{e}"))?;
     eprintln!("launched {label} ({target}) with {manager_name}");
     Ok(ExitCode::SUCCESS)
 }
@@ -285,9 +291,14 @@ fn down(cwd: &Path, args: DownArgs) -> Result<ExitCode> {
     let record = format!("{label} {} {manager_name}", args.target);
     session
         .cache()
+        .map_err(|e| anyhow!("{e}"))?
         .forget_launch_record(&record)
         .map_err(|e| anyhow!("{e}"))?;
-    session.cache().flush().map_err(|e| anyhow!("{e}"))?;
+    session
+        .cache()
+        .map_err(|e| anyhow!("{e}"))?
+        .flush()
+        .map_err(|e| anyhow!("{e}"))?;
     eprintln!("stopped {label} ({}) with {manager_name}", args.target);
     Ok(ExitCode::SUCCESS)
 }
@@ -597,7 +608,7 @@ fn remove_dir(dir: &Path) -> Result<()> {
 
 fn cache(cwd: &Path, command: CacheCommand) -> Result<ExitCode> {
     let session = open_session(workspace(cwd)?)?;
-    let cache = session.cache();
+    let cache = session.cache().map_err(|e| anyhow!("{e}"))?;
     match command {
         CacheCommand::Stats { json } => {
             let stats = cache.stats().map_err(|e| anyhow!("{e}"))?;

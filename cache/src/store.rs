@@ -60,6 +60,13 @@ impl Cache {
             source,
         })?;
         let lock = WorkspaceLock::acquire(&dir.join("lock"), on_wait)?;
+        Cache::open_locked(dir, lock)
+    }
+
+    /// Opens the cache in `dir` with its workspace lock already taken
+    /// (`WorkspaceLock::acquire(&dir.join("lock"), …)`), for callers that
+    /// decide under the lock whether they need the database at all.
+    pub fn open_locked(dir: &Path, lock: WorkspaceLock) -> Result<Cache, CacheError> {
         let db_path = dir.join("db");
         let mut notices = Vec::new();
         let trees = match open_trees(&db_path) {

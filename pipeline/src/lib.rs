@@ -10,6 +10,7 @@ mod direct;
 pub mod materialize;
 pub mod plan;
 mod session;
+mod stamp;
 mod tasks;
 
 pub use direct::evaluate_workspace;

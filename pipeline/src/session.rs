@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use n2d_cache::Cache;
+use std::sync::{Mutex, OnceLock};
+
+use n2d_cache::{Cache, WorkspaceLock};
 use n2d_engine::{
     Engine, EngineConfig, Graph, OnFailure, Progress, Report, Status, Summary, TaskError, TaskId,
 };
@@ -24,8 +26,8 @@ use n2d_rules::{Deployment, Rule};
 use crate::materialize;
 use crate::plan::{Plan, PlanRequest};
 use crate::tasks::{
-    AssembleTask, EvalTask, MaterializeTask, ParseTask, PlanTask, RenderTask, ResolveTask,
-    SharedUniverse,
+    deployment_digest, AssembleTask, EvalTask, MaterializeTask, ParseTask, PlanTask, RenderTask,
+    ResolveTask, SharedUniverse,
 };
 
 /// What a build is asked to do.
@@ -82,10 +84,14 @@ pub enum SessionError {
     },
 }
 
-/// The workspace with its cache open (and its lock held) and the rules.
+/// The workspace with its lock held, its cache (opened when first needed:
+/// a no-op build never opens the database), and the rules.
 pub struct Session {
     pub workspace: Workspace,
-    cache: Arc<Cache>,
+    cache_dir: PathBuf,
+    /// The workspace lock until the cache takes it over.
+    lock: Mutex<Option<WorkspaceLock>>,
+    cache: OnceLock<Arc<Cache>>,
     rules: Rules,
     options: Arc<OptionSet>,
     /// Identifies the option declarations: part of Plan and Resolve keys.
@@ -99,22 +105,40 @@ impl Session {
         workspace: Workspace,
         on_wait: impl FnOnce(&Path),
     ) -> Result<Session, SessionError> {
-        let cache = Arc::new(Cache::open(
-            &workspace.root.join(&workspace.settings.cache_dir),
-            on_wait,
-        )?);
+        let cache_dir = workspace.root.join(&workspace.settings.cache_dir);
+        let lock = WorkspaceLock::acquire(&cache_dir.join("lock"), on_wait)?;
         let (rules, options, options_digest) = rules_and_options()?;
         Ok(Session {
             workspace,
-            cache,
+            cache_dir,
+            lock: Mutex::new(Some(lock)),
+            cache: OnceLock::new(),
             rules,
             options: Arc::new(options),
             options_digest,
         })
     }
 
-    pub fn cache(&self) -> &Arc<Cache> {
-        &self.cache
+    /// The cache, opened on first use (under the lock this session holds).
+    pub fn cache(&self) -> Result<&Arc<Cache>, SessionError> {
+        let mut lock = self.lock.lock().expect("the lock mutex is never poisoned");
+        if let Some(cache) = self.cache.get() {
+            return Ok(cache);
+        }
+        let held = lock
+            .take()
+            .expect("the lock is held until the cache takes it");
+        match Cache::open_locked(&self.cache_dir, held) {
+            Ok(cache) => Ok(self.cache.get_or_init(|| Arc::new(cache))),
+            Err(error) => {
+                // The lock was consumed by the failed open: take it again.
+                *lock = Some(WorkspaceLock::acquire(
+                    &self.cache_dir.join("lock"),
+                    |_| {},
+                )?);
+                Err(error.into())
+            }
+        }
     }
 
     /// The folder a deployment's target is materialized into.
@@ -137,8 +161,26 @@ impl Session {
         request: &BuildRequest,
         progress: Option<ProgressFn>,
     ) -> Result<BuildResult, SessionError> {
+        let started_at = crate::stamp::now_ns();
+        let packages: Vec<String> = self
+            .workspace
+            .packages
+            .iter()
+            .map(|p| p.display_path())
+            .collect();
+        let stamp = crate::stamp::stamp_path(&self.cache_dir, &self.stamp_key(request));
+        if let Some((outputs, inputs, summary)) = crate::stamp::check(&stamp, &packages) {
+            return Ok(BuildResult {
+                ok: true,
+                summary,
+                outputs,
+                inputs,
+                ..BuildResult::default()
+            });
+        }
+        crate::stamp::forget(&stamp);
         let mut engine = Engine::new(
-            self.cache.clone(),
+            self.cache()?.clone(),
             EngineConfig {
                 jobs: request.jobs.unwrap_or_else(|| EngineConfig::default().jobs),
                 on_failure: if request.keep_going {
@@ -272,6 +314,7 @@ impl Session {
                 services: planned.services.iter().map(|s| s.name.clone()).collect(),
                 base_layer: self.workspace.settings.base_layer.clone(),
             });
+            let deployment_digest = deployment_digest(&deployment);
             for target in &planned.targets {
                 let rule = self.rules[target.as_str()].clone();
                 let env = rule.env().id();
@@ -323,6 +366,7 @@ impl Session {
                             ),
                             rule: rule.clone(),
                             deployment: deployment.clone(),
+                            deployment_digest,
                             sources: service
                                 .sources
                                 .iter()
@@ -338,6 +382,7 @@ impl Session {
                         identity: format!("assemble {} ({target})", planned.label),
                         rule: rule.clone(),
                         deployment: deployment.clone(),
+                        deployment_digest,
                     },
                     &renders,
                 );
@@ -361,6 +406,7 @@ impl Session {
         // Stage 4: materialize what is out of sync.
         let mut graph = Graph::new();
         let mut in_sync = 0;
+        let mut stamped_outputs = Vec::new();
         for (label, target, assemble) in &assembles {
             let Some(digest) = third.outcome(*assemble).output else {
                 continue;
@@ -368,6 +414,7 @@ impl Session {
             let dir = self.target_dir(&label.package, &label.name, target);
             let assembled = digest.to_hex();
             result.outputs.push(dir.clone());
+            stamped_outputs.push((dir.clone(), assembled.clone()));
             if materialize::is_in_sync(&dir, &assembled) {
                 in_sync += 1;
                 continue;
@@ -397,7 +444,35 @@ impl Session {
         }
         result.ok = result.errors.is_empty() && result.summary.failed == 0;
         result.explanations = follow_across_stages(std::mem::take(&mut result.explanations));
+        if result.ok {
+            crate::stamp::record(
+                &stamp,
+                started_at,
+                &packages,
+                &result.inputs,
+                &stamped_outputs,
+                &result.summary,
+            );
+        }
         Ok(result)
+    }
+
+    /// Everything a build's outcome depends on besides the files it reads:
+    /// the key of its stamp.
+    fn stamp_key(&self, request: &BuildRequest) -> String {
+        let mut hasher = blake3::Hasher::new();
+        for part in [
+            format!("{:?}", request.patterns),
+            format!("{:?}", request.targets),
+            format!("{:?}", request.current_package),
+            format!("{:?}", self.workspace.settings),
+            self.options_digest.clone(),
+            crate::stamp::executable_identity(),
+        ] {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        hasher.finalize().to_hex().to_string()
     }
 
     /// Adds a stage's counts, explanations, errors and notices.
@@ -421,9 +496,13 @@ impl Session {
         result
             .notices
             .extend(report.notices().iter().map(|n| n.message.clone()));
-        result
-            .notices
-            .extend(self.cache.take_notices().into_iter().map(|n| n.message));
+        result.notices.extend(
+            self.cache
+                .get()
+                .into_iter()
+                .flat_map(|c| c.take_notices())
+                .map(|n| n.message),
+        );
     }
 }
 

@@ -207,6 +207,9 @@ pub struct RenderTask {
     pub identity: String,
     pub rule: Arc<dyn Rule>,
     pub deployment: Arc<Deployment>,
+    /// `deployment_digest(&deployment)`, computed once per deployment: a
+    /// deployment of N services would otherwise cost N² to encode.
+    pub deployment_digest: n2d_cache::Digest,
     /// (workspace-relative name, absolute path) of each declared source.
     pub sources: Vec<(String, PathBuf)>,
 }
@@ -223,7 +226,7 @@ impl Task for RenderTask {
     }
     fn inputs(&self, inputs: &mut Inputs) {
         inputs.value("target", self.rule.target().as_bytes());
-        inputs.value("deployment", &deployment_bytes(&self.deployment));
+        inputs.value_digest("deployment", self.deployment_digest);
         for (name, path) in &self.sources {
             inputs.file(name.clone(), path.clone());
         }
@@ -261,6 +264,7 @@ pub struct AssembleTask {
     pub identity: String,
     pub rule: Arc<dyn Rule>,
     pub deployment: Arc<Deployment>,
+    pub deployment_digest: n2d_cache::Digest,
 }
 
 impl Task for AssembleTask {
@@ -275,7 +279,7 @@ impl Task for AssembleTask {
     }
     fn inputs(&self, inputs: &mut Inputs) {
         inputs.value("target", self.rule.target().as_bytes());
-        inputs.value("deployment", &deployment_bytes(&self.deployment));
+        inputs.value_digest("deployment", self.deployment_digest);
     }
     fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
         let rendered: Vec<n2d_rules::Rendered> = context
@@ -358,14 +362,15 @@ impl Task for MaterializeTask {
     }
 }
 
-/// The canonical bytes of a render context.
-fn deployment_bytes(deployment: &Deployment) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
+/// The digest of a render context's canonical bytes.
+pub fn deployment_digest(deployment: &Deployment) -> n2d_cache::Digest {
+    let bytes = serde_json::to_vec(&serde_json::json!({
         "package": deployment.package,
         "name": deployment.name,
         "namespace": deployment.namespace,
         "services": deployment.services,
         "base_layer": deployment.base_layer,
     }))
-    .expect("a JSON value always serializes")
+    .expect("a JSON value always serializes");
+    n2d_cache::Digest::of(&bytes)
 }

@@ -377,3 +377,60 @@ fn n2d_runs_from_a_package_folder_with_relative_labels() {
         .join("n2d-out/app/solo/json/services/c.json")
         .is_file());
 }
+
+/// Sets every module file's mtime an hour back, as if edited long ago: the
+/// no-op fast path never trusts files modified within two seconds of a build.
+fn age_inputs(ws: &TestWorkspace) {
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for entry in walkdir::WalkDir::new(&ws.root)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let name = entry.file_name().to_string_lossy();
+        if entry.file_type().is_file() && (name == "n2d.toml" || name == "n2d.workspace.toml") {
+            let file = std::fs::File::options()
+                .append(true)
+                .open(entry.path())
+                .unwrap();
+            file.set_modified(old).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_no_op_build_does_not_open_the_database_and_sees_every_edit() {
+    let ws = three_services();
+    age_inputs(&ws);
+    ws.build_json(&["//..."]);
+    // Damage the database: a build that opens it says so in a notice.
+    std::fs::remove_dir_all(ws.root.join(".n2d/db")).unwrap();
+    std::fs::write(ws.root.join(".n2d/db"), "not a database").unwrap();
+    let out = ws.n2d(&["build", "//...", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("could not be opened"),
+        "the no-op build opened the database: {stderr}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["executed"], 0, "{summary}");
+    assert_eq!(counts(&summary, "render"), (0, 4), "{summary}");
+
+    // An edit is seen, and an edited output is restored.
+    let text = ws.read("app/n2d.toml").replace("echo c", "echo edited");
+    ws.write("app/n2d.toml", &text);
+    let after = ws.build_json(&["//..."]);
+    assert_eq!(after["ok"], true, "{after}");
+    assert!(ws
+        .read("n2d-out/app/solo/json/services/c.json")
+        .contains("edited"));
+    age_inputs(&ws);
+    ws.build_json(&["//..."]);
+    ws.write("n2d-out/app/solo/json/services/c.json", "tampered");
+    let restored = ws.build_json(&["//..."]);
+    assert_eq!(counts(&restored, "materialize").0, 1, "{restored}");
+    assert!(ws
+        .read("n2d-out/app/solo/json/services/c.json")
+        .contains("edited"));
+}
