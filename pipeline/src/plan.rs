@@ -86,6 +86,10 @@ pub fn make_plan(universe: &Universe, request: &PlanRequest) -> Result<Plan, Err
         }
     }
     let mut deployments = Vec::new();
+    // Sources and watch paths per package, scanned once: a deployment
+    // package is an input of every service it holds.
+    type Found = (BTreeSet<String>, BTreeSet<String>);
+    let mut per_package: BTreeMap<String, Found> = BTreeMap::new();
     for label in selected {
         let spec = universe.deployment(&label)?;
         let targets = if !request.targets.is_empty() {
@@ -106,9 +110,16 @@ pub fn make_plan(universe: &Universe, request: &PlanRequest) -> Result<Plan, Err
                 let mut sources = BTreeSet::new();
                 let mut watch = BTreeSet::new();
                 for package in &packages {
-                    if let Some(package) = universe.packages().get(package) {
-                        collect_package_sources(package, &mut sources, &mut watch);
-                    }
+                    let (package_sources, package_watch) =
+                        per_package.entry(package.clone()).or_insert_with(|| {
+                            let mut found = (BTreeSet::new(), BTreeSet::new());
+                            if let Some(package) = universe.packages().get(package) {
+                                collect_package_sources(package, &mut found.0, &mut found.1);
+                            }
+                            found
+                        });
+                    sources.extend(package_sources.iter().cloned());
+                    watch.extend(package_watch.iter().cloned());
                 }
                 PlannedService {
                     name: service.name.clone(),
