@@ -9,7 +9,7 @@
 //! services of the deployment, which are merged on demand.
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -45,8 +45,10 @@ impl LabelKind {
 
 /// Every evaluated package of a workspace, with the options services have.
 pub struct Universe {
-    packages: BTreeMap<String, Package>,
-    options: OptionSet,
+    /// Shared, so that callers that build many universes over overlapping
+    /// packages (one per task) do not copy them.
+    packages: BTreeMap<String, Arc<Package>>,
+    options: Arc<OptionSet>,
     imports: Result<Vec<Label>, Error>,
     /// Per deployment, its members by name and label; built on first use.
     indexes: HashMap<Label, OnceLock<MemberIndex>>,
@@ -106,6 +108,16 @@ impl Universe {
         options: OptionSet,
         settings: &Settings,
     ) -> Self {
+        let packages = packages.into_iter().map(|(name, p)| (name, Arc::new(p))).collect();
+        Universe::from_shared(packages, Arc::new(options), settings)
+    }
+
+    /// `new` over packages and options that the caller shares.
+    pub fn from_shared(
+        packages: BTreeMap<String, Arc<Package>>,
+        options: Arc<OptionSet>,
+        settings: &Settings,
+    ) -> Self {
         let imports = settings
             .imports
             .iter()
@@ -135,7 +147,7 @@ impl Universe {
         }
     }
 
-    pub fn packages(&self) -> &BTreeMap<String, Package> {
+    pub fn packages(&self) -> &BTreeMap<String, Arc<Package>> {
         &self.packages
     }
 
@@ -419,7 +431,7 @@ impl Universe {
     fn deployment_def(&self, label: &Label) -> Result<(&Package, &DeploymentDef), Error> {
         self.packages
             .get(&label.package)
-            .and_then(|p| p.deployments.get(&label.name).map(|d| (p, d)))
+            .and_then(|p| p.deployments.get(&label.name).map(|d| (&**p, d)))
             .ok_or_else(|| self.unknown_label(label, Some(LabelKind::Deployment)))
     }
 
@@ -539,7 +551,7 @@ impl Universe {
         let found = self
             .packages
             .get(&label.package)
-            .and_then(|p| p.services.get(&label.name).map(|b| (p, b)));
+            .and_then(|p| p.services.get(&label.name).map(|b| (&**p, b)));
         found.ok_or_else(|| {
             let err = match self
                 .packages

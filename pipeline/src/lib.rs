@@ -7,6 +7,7 @@
 //! outputs for the cache; `materialize` writes target folders.
 mod codec;
 mod direct;
+mod interface;
 pub mod materialize;
 pub mod plan;
 mod session;

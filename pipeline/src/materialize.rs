@@ -27,6 +27,11 @@ use serde::{Deserialize, Serialize};
 /// The name of the manifest inside a target folder.
 pub const MANIFEST: &str = ".n2d-manifest";
 
+/// In the name of every temporary file materialization writes: a build
+/// killed before its rename leaves one, which the next materialization of
+/// the folder removes.
+const TMP_MARK: &str = ".n2d-tmp-";
+
 /// One file to put in place.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputFile {
@@ -98,6 +103,7 @@ pub fn materialize(
         check_relative_path(&file.path)?;
     }
     fs::create_dir_all(dir).map_err(io("creating the output folder", dir))?;
+    remove_leftover_temporaries(dir)?;
     let old = read_manifest(dir);
     let new_paths: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
 
@@ -247,7 +253,7 @@ fn put_file(
         .file_name()
         .expect("a checked path has a file name")
         .to_string_lossy();
-    let tmp = parent.join(format!(".{name}.n2d-tmp-{}", std::process::id()));
+    let tmp = parent.join(format!(".{name}{TMP_MARK}{}", std::process::id()));
     let result = (|| {
         let mut out = fs::OpenOptions::new()
             .write(true)
@@ -310,6 +316,26 @@ fn ensure_parent_dirs(dir: &Path, files: &[OutputFile]) -> Result<(), Materializ
     Ok(())
 }
 
+/// Removes the temporary files of materializations that were killed.
+fn remove_leftover_temporaries(dir: &Path) -> Result<(), MaterializeError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("listing", dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io("listing", dir))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(io("inspecting", &path))?;
+        if kind.is_dir() {
+            remove_leftover_temporaries(&path)?;
+        } else if entry.file_name().to_string_lossy().contains(TMP_MARK) {
+            fs::remove_file(&path).map_err(io("removing the leftover", &path))?;
+        }
+    }
+    Ok(())
+}
+
 fn remove_empty_parents(dir: &Path, file: &Path) {
     let mut current = file.parent();
     while let Some(folder) = current {
@@ -330,7 +356,7 @@ fn read_manifest(dir: &Path) -> Manifest {
 
 fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), MaterializeError> {
     let path = dir.join(MANIFEST);
-    let tmp = dir.join(format!("{MANIFEST}.tmp-{}", std::process::id()));
+    let tmp = dir.join(format!("{MANIFEST}{TMP_MARK}{}", std::process::id()));
     let bytes = serde_json::to_vec(manifest).expect("a manifest always serializes");
     fs::write(&tmp, bytes).map_err(io("writing the manifest", &tmp))?;
     fs::rename(&tmp, &path).map_err(io("renaming the manifest into place", &path))
@@ -381,6 +407,20 @@ mod tests {
         assert!(!is_in_sync(&dir, "one"));
         fs::write(dir.join("a"), "edited").unwrap();
         assert!(!is_in_sync(&dir, "two"));
+    }
+
+    #[test]
+    fn temporaries_of_a_killed_materialization_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("out");
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join(".n2d-manifest.n2d-tmp-123"), "").unwrap();
+        fs::write(dir.join("sub/.a.n2d-tmp-456"), "half").unwrap();
+        fs::write(dir.join("sub/mine"), "kept").unwrap();
+        materialize(&dir, &[file("a", "1", 0o644)], "s").unwrap();
+        assert!(!dir.join(".n2d-manifest.n2d-tmp-123").exists());
+        assert!(!dir.join("sub/.a.n2d-tmp-456").exists());
+        assert!(dir.join("sub/mine").exists());
     }
 
     #[test]

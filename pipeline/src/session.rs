@@ -26,8 +26,8 @@ use n2d_rules::{Deployment, Rule};
 use crate::materialize;
 use crate::plan::{Plan, PlanRequest};
 use crate::tasks::{
-    deployment_digest, AssembleTask, EvalTask, MaterializeTask, ParseTask, PlanTask, RenderTask,
-    ResolveTask, SharedUniverse,
+    deployment_digest, AssembleTask, EvalTask, InterfaceTask, MaterializeTask, ParseTask, PlanTask,
+    RenderTask, ResolveTask, SharedUniverse,
 };
 
 /// What a build is asked to do.
@@ -206,6 +206,7 @@ impl Session {
         let root = &self.workspace.root;
         let mut graph = Graph::new();
         let mut evals = BTreeMap::new();
+        let mut interfaces = BTreeMap::new();
         for package in &self.workspace.packages {
             let file = package.path.to_string_lossy().replace('\\', "/");
             if package.format == Format::Nix {
@@ -231,6 +232,13 @@ impl Session {
                 &[parse],
             );
             evals.insert(package.package.clone(), eval);
+            let interface = graph.add(
+                InterfaceTask {
+                    identity: format!("interface //{}", package.package),
+                },
+                &[eval],
+            );
+            interfaces.insert(package.package.clone(), interface);
         }
         let first = Arc::new(engine.run(graph)?);
         self.absorb(&first, &mut result);
@@ -246,9 +254,9 @@ impl Session {
             self.workspace.settings.clone(),
         ));
         let mut graph = Graph::new();
-        let imported: Vec<TaskId> = evals
+        let imported: Vec<TaskId> = interfaces
             .values()
-            .filter_map(|&id| graph.import(&first, id))
+            .map(|&id| graph.import(&first, id).expect("stage 1 succeeded"))
             .collect();
         let patterns = if request.patterns.is_empty() {
             vec!["//...".to_string()]
@@ -257,6 +265,7 @@ impl Session {
         };
         let plan_id = graph.add(
             PlanTask {
+                packages: interfaces.keys().cloned().collect(),
                 request: PlanRequest {
                     patterns,
                     targets: request.targets.clone(),
@@ -325,10 +334,12 @@ impl Session {
                         Some(&id) => id,
                         None => {
                             let mut dependencies = Vec::new();
+                            let mut packages = Vec::new();
                             for package in &service.packages {
                                 let Some(&eval) = evals.get(package) else {
                                     continue;
                                 };
+                                packages.push(package.clone());
                                 let id = match imported_evals.get(package.as_str()) {
                                     Some(&id) => id,
                                     None => {
@@ -342,6 +353,7 @@ impl Session {
                             }
                             let id = graph.add(
                                 ResolveTask {
+                                    packages,
                                     identity: format!(
                                         "resolve {} in {} ({env})",
                                         service.label, planned.label

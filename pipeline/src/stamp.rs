@@ -44,9 +44,11 @@ struct FileStat {
 }
 
 /// Kind names as the engine reports them (`&'static str`).
-const KINDS: [&str; 7] = [
+/// A stamp naming another kind is not served (a newer n2d wrote it).
+const KINDS: [&str; 8] = [
     "parse",
     "eval",
+    "interface",
     "plan",
     "resolve",
     "render",

@@ -83,6 +83,30 @@ impl Task for EvalTask {
     }
 }
 
+/// Interface(package): what planning needs of a package (see `interface`).
+pub struct InterfaceTask {
+    pub identity: String,
+}
+
+impl Task for InterfaceTask {
+    fn kind(&self) -> &'static str {
+        "interface"
+    }
+    fn version(&self) -> u32 {
+        PIPELINE_VERSION
+    }
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+    fn inputs(&self, _inputs: &mut Inputs) {}
+    fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
+        let package: Package = serde_json::from_slice(context.dependency(0))?;
+        Ok(serde_json::to_vec(&crate::interface::interface_of(
+            &package,
+        ))?)
+    }
+}
+
 /// The evaluated packages of one build, deserialized once and shared by the
 /// tasks that need a `Universe` (Plan, Resolve). Each such task still
 /// declares exactly the packages it reads as dependencies, so its key is
@@ -94,6 +118,9 @@ pub struct SharedUniverse {
     pub options: Arc<OptionSet>,
     pub settings: Settings,
     universe: OnceLock<Result<Universe, String>>,
+    /// Packages deserialized so far in this build, by name (each name has
+    /// one Eval output per build), shared by the tasks' universes.
+    packages: std::sync::Mutex<BTreeMap<String, Arc<Package>>>,
 }
 
 impl SharedUniverse {
@@ -109,7 +136,43 @@ impl SharedUniverse {
             options,
             settings,
             universe: OnceLock::new(),
+            packages: std::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// A universe of exactly `names`, whose Eval outputs are `outputs` (the
+    /// task's dependencies, in the same order).
+    pub fn universe_of<'a>(
+        &self,
+        names: &[String],
+        outputs: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Universe, RunError> {
+        let mut packages = BTreeMap::new();
+        for (name, bytes) in names.iter().zip(outputs) {
+            let known = self
+                .packages
+                .lock()
+                .expect("never poisoned")
+                .get(name)
+                .cloned();
+            let package = match known {
+                Some(package) => package,
+                None => {
+                    let package: Arc<Package> = Arc::new(serde_json::from_slice(bytes)?);
+                    self.packages
+                        .lock()
+                        .expect("never poisoned")
+                        .insert(name.clone(), package.clone());
+                    package
+                }
+            };
+            packages.insert(name.clone(), package);
+        }
+        Ok(Universe::from_shared(
+            packages,
+            self.options.clone(),
+            &self.settings,
+        ))
     }
 
     pub fn get(&self) -> Result<&Universe, RunError> {
@@ -132,6 +195,8 @@ impl SharedUniverse {
 
 /// Plan: which deployments, targets and services the request builds.
 pub struct PlanTask {
+    /// The packages whose interfaces are the dependencies, in order.
+    pub packages: Vec<String>,
     pub request: PlanRequest,
     pub options_digest: String,
     pub universe: Arc<SharedUniverse>,
@@ -158,16 +223,34 @@ impl Task for PlanTask {
             self.universe.settings.imports.join("\n").as_bytes(),
         );
     }
-    fn run(&self, _context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
-        let universe = self.universe.get()?;
-        let plan = make_plan(universe, &self.request)?;
-        Ok(serde_json::to_vec(&plan)?)
+    fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
+        let mut interfaces = BTreeMap::new();
+        for (name, bytes) in self.packages.iter().zip(context.dependencies()) {
+            let package: Package = serde_json::from_slice(bytes)?;
+            interfaces.insert(name.clone(), Arc::new(package));
+        }
+        let universe = Universe::from_shared(
+            interfaces,
+            self.universe.options.clone(),
+            &self.universe.settings,
+        );
+        match make_plan(&universe, &self.request) {
+            Ok(plan) => Ok(serde_json::to_vec(&plan)?),
+            // Interfaces have no text or spans: plan over the full packages
+            // for a message that points into the file.
+            Err(error) => Err(match make_plan(self.universe.get()?, &self.request) {
+                Err(precise) => precise.into(),
+                Ok(_) => error.into(),
+            }),
+        }
     }
 }
 
 /// Resolve(deployment, service) for one target environment.
 pub struct ResolveTask {
     pub identity: String,
+    /// The packages whose Eval outputs are the dependencies, in order.
+    pub packages: Vec<String>,
     pub deployment: n2d_modules::Label,
     pub service: String,
     pub rule: Arc<dyn Rule>,
@@ -195,8 +278,10 @@ impl Task for ResolveTask {
             self.universe.settings.imports.join("\n").as_bytes(),
         );
     }
-    fn run(&self, _context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
-        let universe = self.universe.get()?;
+    fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
+        let universe = self
+            .universe
+            .universe_of(&self.packages, context.dependencies())?;
         let resolved = universe.resolve_value(&self.deployment, &self.service, self.rule.env())?;
         Ok(serde_json::to_vec(&resolved.value)?)
     }
