@@ -99,7 +99,7 @@ fn image_deployment(
     deployment.base_layer = Some("base/busybox.tar".into());
     let sources = MemorySources(BTreeMap::from([(
         "base/busybox.tar".to_string(),
-        fixture::busybox_base_layer(),
+        crate::support::busybox_base_layer(),
     )]));
     let root = tempfile::tempdir().unwrap();
     fixture::build_folder(
