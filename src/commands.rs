@@ -144,7 +144,7 @@ pub fn report_build(result: &BuildResult, explain: bool, json: bool) {
 const SUPERVISOR: &str = "supervisor";
 
 /// The manager `up`/`down` use: the one named, or the target's default.
-fn choose_manager(target: &str, manager: Option<&str>) -> Result<String> {
+pub fn choose_manager(target: &str, manager: Option<&str>) -> Result<String> {
     if let Some(name) = manager {
         if target == "procfile" && name == SUPERVISOR {
             return Ok(name.to_string());
@@ -168,8 +168,18 @@ fn choose_manager(target: &str, manager: Option<&str>) -> Result<String> {
         .ok_or_else(|| anyhow!("error: the `{target}` target has no manager\n = help: `n2d targets` lists the managers of each target"))
 }
 
+/// The targets to build to launch `target`: compose and Kubernetes run the
+/// images n2d builds, so their managers need the `oci` target too.
+pub fn targets_for_launch(target: &str) -> Vec<String> {
+    let mut targets = vec![target.to_string()];
+    if matches!(target, "compose" | "k8s") {
+        targets.push("oci".to_string());
+    }
+    targets
+}
+
 /// The render context of a deployment, as the managers see it.
-fn rules_deployment(
+pub fn rules_deployment(
     workspace: &Workspace,
     label: &n2d_modules::Label,
 ) -> Result<n2d_rules::Deployment> {
@@ -202,11 +212,7 @@ fn up(cwd: &Path, args: UpArgs) -> Result<ExitCode> {
     let current_package = workspace.package_of(cwd);
     let label = parse_label(&args.label, current_package.as_deref()).map_err(|e| anyhow!("{e}"))?;
     let deployment = rules_deployment(&workspace, &label)?;
-    // Compose and Kubernetes run the images n2d builds: build them too.
-    let mut targets = vec![target.clone()];
-    if matches!(target.as_str(), "compose" | "k8s") {
-        targets.push("oci".to_string());
-    }
+    let targets = targets_for_launch(&target);
     let session = open_session(workspace)?;
     let request = BuildRequest {
         patterns: vec![label.to_string()],

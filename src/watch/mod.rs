@@ -29,9 +29,10 @@
 //!
 //! # Targets
 //!
-//! Only the procfile target, run by the built-in supervisor, is watched for
-//! now: re-applying other targets needs the managers of DESIGN.md §7,
-//! which the rules crate does not offer yet.
+//! The procfile target runs under the built-in supervisor, which restarts
+//! exactly the changed services. Any other target (`--target k8s`) is
+//! re-applied with its detached manager (`--manager`, or the target's
+//! default), and only when the target's assembled output changed.
 mod filter;
 mod signals;
 mod status;
@@ -60,16 +61,23 @@ use self::watcher::FolderWatcher;
 const TARGET: &str = "procfile";
 
 pub fn run(cwd: &Path, args: WatchArgs) -> Result<ExitCode> {
-    let target = args.target.as_deref().unwrap_or(TARGET);
-    if target != TARGET {
-        bail!("`n2d watch` runs the procfile target only for now: re-applying `{target}` on change needs its manager, which n2d does not have yet\n = help: run `n2d watch {}` without --target", args.label);
-    }
-    match args.manager.as_deref() {
-        None | Some("supervisor") | Some("n2d") => {}
-        Some(other) => bail!(
-            "`n2d watch` runs the procfile target with the built-in supervisor, not `{other}`"
+    let target = args.target.clone().unwrap_or_else(|| TARGET.to_string());
+    let manager_name = crate::commands::choose_manager(&target, args.manager.as_deref())?;
+    // Procfile with the built-in supervisor, or a detached manager that
+    // re-applies the target's output when it changes.
+    let manager = match n2d_rules::manager::find(&target, &manager_name) {
+        None => None,
+        Some(manager) if manager.detached() => {
+            let missing = n2d_rules::manager::missing_tools(manager.as_ref());
+            if !missing.is_empty() {
+                bail!("error: the manager `{manager_name}` needs {}, which is not installed", missing.join(", "));
+            }
+            Some(manager)
+        }
+        Some(_) => bail!(
+            "error: `{manager_name}` runs in the foreground and cannot be re-applied on change\n = help: use the built-in supervisor (the default for procfile) or a detached manager"
         ),
-    }
+    };
     // Before the first build, so that Ctrl-C during it stops cleanly.
     let stop = StopSignals::install()?;
     let first = workspace(cwd)?;
@@ -79,7 +87,7 @@ pub fn run(cwd: &Path, args: WatchArgs) -> Result<ExitCode> {
         cwd: cwd.to_path_buf(),
         request: BuildRequest {
             patterns: vec![label.to_string()],
-            targets: vec![TARGET.to_string()],
+            targets: crate::commands::targets_for_launch(&target),
             current_package,
             jobs: args.jobs,
             keep_going: false,
@@ -92,6 +100,9 @@ pub fn run(cwd: &Path, args: WatchArgs) -> Result<ExitCode> {
         },
         running: None,
         inputs: BTreeSet::new(),
+        target,
+        manager,
+        applied: None,
     };
     // Watching starts before the first build: an edit made while it runs
     // is then seen, not lost.
@@ -147,9 +158,29 @@ struct WatchLoop {
     /// good one read, so that nothing drops out of the watch while the
     /// definitions are broken.
     inputs: BTreeSet<PathBuf>,
+    target: String,
+    /// The detached manager of a target other than procfile.
+    manager: Option<Box<dyn n2d_rules::manager::Manager>>,
+    /// The assembled digest the manager last applied.
+    applied: Option<String>,
 }
 
 impl WatchLoop {
+    /// Re-applies the target's output with its manager when it changed
+    /// since the last application; returns the manager's name if it ran.
+    fn apply_with_manager(&mut self, dir: &Path) -> Result<Option<&'static str>> {
+        let manager = self.manager.as_ref().expect("called for a manager target");
+        let digest = n2d_pipeline::materialize::recorded_source(dir);
+        if digest.is_some() && digest == self.applied {
+            return Ok(None);
+        }
+        let deployment = crate::commands::rules_deployment(&workspace(&self.cwd)?, &self.label)?;
+        let context = n2d_rules::manager::LaunchContext::new(dir, &deployment);
+        manager.up(&context).map_err(|e| anyhow!("{e}"))?;
+        self.applied = digest;
+        Ok(Some(manager.name()))
+    }
+
     /// Builds and applies; returns the status line. Errors are those that
     /// end the watch (the supervisor is gone); build failures are not.
     fn cycle(&mut self, root: &Path, cause: Cause<'_>) -> Result<String> {
@@ -185,6 +216,22 @@ impl WatchLoop {
         }
         for warning in &result.warnings {
             eprintln!("warning: {warning}");
+        }
+        if self.manager.is_some() {
+            let applied = match self.apply_with_manager(&dir) {
+                Ok(name) => Applied::Manager(name),
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    Applied::BuildFailed
+                }
+            };
+            return Ok(status::line(
+                root,
+                cause,
+                Some(&result),
+                applied,
+                started.elapsed(),
+            ));
         }
         let applied = self.apply(&dir)?;
         let line = match &applied {
@@ -229,7 +276,7 @@ impl WatchLoop {
             .build(&self.request, callback)
             .map_err(|e| anyhow!("{e}"));
         progress.finish();
-        let dir = session.target_dir(&self.label.package, &self.label.name, TARGET);
+        let dir = session.target_dir(&self.label.package, &self.label.name, &self.target);
         Ok((result?, dir))
     }
 

@@ -33,6 +33,9 @@ pub enum Applied<'a> {
         services: usize,
     },
     Changes(&'a [Change]),
+    /// A target other than procfile: its manager re-applied the output
+    /// (`Some(manager)`), or the output did not change (`None`).
+    Manager(Option<&'a str>),
 }
 
 pub fn line(
@@ -66,6 +69,8 @@ pub fn line(
     };
     let applied = match applied {
         Applied::BuildFailed => "build failed, services left as they are".to_string(),
+        Applied::Manager(Some(manager)) => format!("re-applied with {manager}"),
+        Applied::Manager(None) => "output unchanged, nothing re-applied".to_string(),
         Applied::SupervisorStarted { services } => {
             format!(
                 "started the supervisor with {services} service{}",

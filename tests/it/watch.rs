@@ -327,6 +327,57 @@ fn is_running(pid: u32) -> bool {
     }
 }
 
+#[test]
+fn another_target_is_re_applied_with_its_manager_only_when_its_output_changed() {
+    let ws = crate::support::TestWorkspace::new();
+    ws.write(
+        "app/n2d.toml",
+        "[services.web]\nimage = \"docker.io/library/nginx:1\"\nports.http = 80\nenv.MODE = \"one\"\n\n[deployments.prod]\nservices = [\":web\"]\n",
+    );
+    let tools = tempfile::tempdir().unwrap();
+    let bin = tools.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = tools.path().join("calls");
+    let kubectl = bin.join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &kubectl,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let calls = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+
+    let run = WatchRun::start_with(
+        &ws.root,
+        &["watch", "//app:prod", "--target", "k8s"],
+        Some(&bin),
+    );
+    let first = run.wait_for_status(1);
+    assert!(first.contains("re-applied with kubectl"), "{first}");
+    assert_eq!(calls(), 1);
+
+    let text = ws.read("app/n2d.toml");
+    ws.write("app/n2d.toml", &format!("# a comment\n{text}"));
+    let second = run.wait_for_status(2);
+    assert!(second.contains("nothing re-applied"), "{second}");
+    assert_eq!(calls(), 1, "an unchanged output is not re-applied");
+
+    ws.write("app/n2d.toml", &text.replace("\"one\"", "\"two\""));
+    let third = run.wait_for_status(3);
+    assert!(third.contains("re-applied with kubectl"), "{third}");
+    assert_eq!(calls(), 2);
+    assert!(run.terminate().success());
+}
+
 /// `n2d watch` running as a child, its stderr collected by a reader thread
 /// that ends when the child's stderr closes.
 struct WatchRun {
@@ -337,9 +388,23 @@ struct WatchRun {
 
 impl WatchRun {
     fn start(root: &Path, label: &str) -> WatchRun {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_n2d"))
+        WatchRun::start_with(root, &["watch", label], None)
+    }
+
+    /// `n2d ARGS`, with `bin` first on PATH when given.
+    fn start_with(root: &Path, args: &[&str], bin: Option<&Path>) -> WatchRun {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_n2d"));
+        if let Some(bin) = bin {
+            let path = format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            );
+            command.env("PATH", path);
+        }
+        let mut child = command
             .current_dir(root)
-            .args(["watch", label])
+            .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
