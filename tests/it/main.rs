@@ -3,6 +3,7 @@
 mod build;
 mod examples;
 mod incremental;
+mod inspect;
 mod launch;
 mod support;
 mod watch;
