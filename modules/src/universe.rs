@@ -108,7 +108,10 @@ impl Universe {
         options: OptionSet,
         settings: &Settings,
     ) -> Self {
-        let packages = packages.into_iter().map(|(name, p)| (name, Arc::new(p))).collect();
+        let packages = packages
+            .into_iter()
+            .map(|(name, p)| (name, Arc::new(p)))
+            .collect();
         Universe::from_shared(packages, Arc::new(options), settings)
     }
 
