@@ -536,7 +536,30 @@ impl std::fmt::Display for OpenProblem {
     }
 }
 
+/// Opens the database, waiting (a few seconds at most) while sled's own
+/// file lock is still held. The caller holds the workspace lock, so the
+/// holder can only be a database of this process that was just dropped and
+/// whose background thread has not let go yet (the watch loop opens a cache
+/// per cycle); treating that as damage would throw the cache away.
 fn open_trees(path: &Path) -> Result<Trees, OpenProblem> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match open_trees_once(path) {
+            // sled wraps the lock's WouldBlock in an error of its own kind,
+            // recognizable only by its text.
+            Err(OpenProblem::Sled(sled::Error::Io(error)))
+                if (error.kind() == std::io::ErrorKind::WouldBlock
+                    || error.to_string().contains("could not acquire lock"))
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn open_trees_once(path: &Path) -> Result<Trees, OpenProblem> {
     // sled may panic instead of returning an error on some garbled files; a
     // damaged cache must not take the build down with it.
     let opened = std::panic::catch_unwind(|| -> sled::Result<Trees> {

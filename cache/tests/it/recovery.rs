@@ -71,3 +71,31 @@ fn a_deleted_database_gives_an_empty_cache() {
     let cache = super::open(dir.path());
     assert_eq!(cache.get_blob(&digest).unwrap(), None);
 }
+
+/// Regression: a cache reopened right after it was dropped in the same
+/// process (the watch loop does this every cycle) found sled's own file lock
+/// still held by the old database's background thread, took that for
+/// damage, and threw the whole cache away.
+#[test]
+fn reopening_at_once_in_the_same_process_keeps_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = populated(dir.path());
+    for round in 0..50u32 {
+        let cache = n2d_cache::Cache::open(dir.path(), |_| panic!("no other holder")).unwrap();
+        assert!(
+            cache.take_notices().is_empty(),
+            "round {round}: the reopened cache was set aside"
+        );
+        assert!(
+            cache.get_blob(&digest).unwrap().is_some(),
+            "round {round}: the cache lost its content"
+        );
+        // Writes keep sled's background threads busy past the drop.
+        for i in 0..200u32 {
+            cache
+                .put_blob(format!("{round}-{i}").repeat(64).as_bytes())
+                .unwrap();
+        }
+        cache.flush().unwrap();
+    }
+}
