@@ -7,8 +7,8 @@
 //! An interface keeps the names of services, modules and deployments, the
 //! imports, the deployments' members, and the strings planning reads: every
 //! `${{ }}` template (references decide which packages a resolution needs)
-//! and every string under a `source`, `file` or `watch` key (declared source
-//! files). Spans, texts and option declarations are dropped, so that moving
+//! and every string under a `source`, `file`, `watch` or `package` key
+//! (declared source files). Spans, texts and option declarations are dropped, so that moving
 //! lines changes nothing; a plan that fails is planned again over the full
 //! packages for a message that points into the file.
 use n2d_modules::node::{Key, Node, SourceFile, Span, Value};
@@ -17,7 +17,7 @@ use n2d_modules::package::{Body, DeploymentDef, Member, MemberSource};
 use n2d_modules::Package;
 
 /// Keys under which every string matters to planning.
-const PLANNED_KEYS: [&str; 3] = ["source", "file", "watch"];
+const PLANNED_KEYS: [&str; 4] = ["source", "file", "watch", "package"];
 
 /// The interface of `package`.
 pub fn interface_of(package: &Package) -> Package {

@@ -189,6 +189,19 @@ fn collect_package_sources(
         }
     }
     for body in bodies {
+        // A local program (`package = "tools/api"`, workspace-relative, as
+        // the oci target reads it); Nix installables and absolute paths are
+        // not workspace files.
+        if let Some(package) = body.definitions.get("package") {
+            strings_of(package, &mut |text| {
+                let installable = text.contains('#') || text.contains(':');
+                if !text.is_empty() && !text.starts_with('/') && !installable {
+                    if let Some(path) = workspace_relative("", text) {
+                        out.insert(path);
+                    }
+                }
+            });
+        }
         if let Some(paths) = body.definitions.get("watch") {
             strings_of(paths, &mut |text| {
                 if let Some(path) = workspace_relative(&package.name, text) {

@@ -327,6 +327,7 @@ impl Session {
             for target in &planned.targets {
                 let rule = self.rules[target.as_str()].clone();
                 let env = rule.env().id();
+                let deployment_inputs = rule.deployment_inputs(&deployment);
                 let mut renders = Vec::new();
                 for service in &planned.services {
                     let key = (planned.label.to_string(), service.name.clone(), env.clone());
@@ -382,6 +383,9 @@ impl Session {
                             sources: service
                                 .sources
                                 .iter()
+                                .chain(&deployment_inputs)
+                                .collect::<std::collections::BTreeSet<_>>()
+                                .into_iter()
                                 .map(|s| (s.clone(), root.join(s)))
                                 .collect(),
                         },

@@ -101,6 +101,11 @@ pub trait Rule: Send + Sync {
     /// Option declarations this target adds (its `<target>.extra` group and
     /// any other), in the module-file syntax of the core options.
     fn options(&self) -> &'static str;
+    /// Source files (workspace-relative) that rendering any service of
+    /// `deployment` reads, such as the oci target's base layer.
+    fn deployment_inputs(&self, _deployment: &Deployment) -> Vec<String> {
+        Vec::new()
+    }
     /// Source files (workspace-relative) that [`Rule::render`] will read.
     fn source_inputs(&self, service: &Service) -> Vec<String> {
         default_source_inputs(service)

@@ -79,9 +79,12 @@ impl Rule for OciRule {
         OCI_OPTIONS
     }
 
+    fn deployment_inputs(&self, deployment: &Deployment) -> Vec<String> {
+        deployment.base_layer.iter().cloned().collect()
+    }
+
     fn source_inputs(&self, service: &Service) -> Vec<String> {
-        // The base layer is the deployment's, not the service's: the caller
-        // adds `Deployment::base_layer` to the inputs itself.
+        // The base layer is the deployment's: see `deployment_inputs`.
         let mut inputs = crate::default_source_inputs(service);
         if service.image.is_none() {
             inputs.extend(image::local_package(service).map(str::to_string));

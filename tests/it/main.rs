@@ -2,6 +2,7 @@
 //! behaviour, each running `n2d` in temporary workspaces.
 mod build;
 mod examples;
+mod images;
 mod incremental;
 mod inspect;
 mod launch;
