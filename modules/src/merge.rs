@@ -1103,7 +1103,7 @@ fn last_name<'p>(path: &'p [Seg<'_>]) -> &'p str {
 
 /// Joins a path written in package `package` to the package's folder and
 /// normalizes it; errors when it is absolute or escapes the workspace.
-pub(crate) fn workspace_path(package: &str, text: &str) -> Result<String, String> {
+pub fn workspace_path(package: &str, text: &str) -> Result<String, String> {
     if text.starts_with('/') {
         return Err(format!(
             "`{text}` is absolute; it must be relative to the module file"

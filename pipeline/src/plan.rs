@@ -252,23 +252,11 @@ fn strings_of(node: &Node, f: &mut dyn FnMut(&str)) {
     }
 }
 
-/// `text` relative to `package`'s folder, as a workspace-relative path;
-/// `None` for what the resolver rejects anyway (absolute, escaping).
+/// `text` relative to `package`'s folder, as a workspace-relative path, by
+/// the module system's own rule; `None` for what the resolver rejects
+/// anyway (absolute, escaping).
 fn workspace_relative(package: &str, text: &str) -> Option<String> {
-    if text.starts_with('/') {
-        return None;
-    }
-    let mut parts: Vec<&str> = package.split('/').filter(|p| !p.is_empty()).collect();
-    for part in text.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            part => parts.push(part),
-        }
-    }
-    (!parts.is_empty()).then(|| parts.join("/"))
+    n2d_modules::merge::workspace_path(package, text).ok()
 }
 
 #[cfg(test)]
