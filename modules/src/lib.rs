@@ -19,6 +19,7 @@ mod interpolate;
 mod json;
 pub mod label;
 pub mod merge;
+pub mod nix;
 pub mod node;
 pub mod options;
 pub mod package;

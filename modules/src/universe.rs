@@ -18,6 +18,7 @@ use crate::error::{did_you_mean, Error, ErrorKind};
 use crate::interpolate::{parse_template, referenced_labels, Piece, Reference};
 use crate::label::{parse_label, Label, Pattern};
 use crate::merge::{display_path, workspace_path, Def, Merged, Merger, Origin, Pending, Seg, Site};
+use crate::nix::Realization;
 use crate::node::{Node, Span, Value};
 use crate::options::{OptionSet, OptionTree};
 use crate::package::{Body, DeploymentDef, Member, MemberSource, Package};
@@ -52,6 +53,10 @@ pub struct Universe {
     imports: Result<Vec<Label>, Error>,
     /// Per deployment, its members by name and label; built on first use.
     indexes: HashMap<Label, OnceLock<MemberIndex>>,
+    /// The Nix packages a build realized (see `crate::nix`); `None` where
+    /// nothing is realized (`n2d show`), and references to a package's
+    /// outputs stand for themselves.
+    realized: Option<Arc<BTreeMap<String, Realization>>>,
 }
 
 /// A deployment: its services in order and its settings.
@@ -147,7 +152,18 @@ impl Universe {
             options,
             imports,
             indexes,
+            realized: None,
         }
+    }
+
+    /// This universe with the Nix packages a build realized, by installable
+    /// as written: resolutions then put each output path in `package`,
+    /// resolve `${{ self.package.<output> }}` and give an empty `command`
+    /// the package's main program. An installable missing from `realized`
+    /// is an error.
+    pub fn with_realizations(mut self, realized: Arc<BTreeMap<String, Realization>>) -> Self {
+        self.realized = Some(realized);
+        self
     }
 
     pub fn packages(&self) -> &BTreeMap<String, Arc<Package>> {
@@ -693,6 +709,18 @@ impl<'u> Resolver<'u> {
                 }
             }
         }
+        if let Some(realization) = self.realization_of(&value, service)? {
+            if let Some(object) = value.as_object_mut() {
+                let empty = object
+                    .get("command")
+                    .and_then(Json::as_array)
+                    .is_none_or(|c| c.is_empty());
+                if empty {
+                    object.insert("command".into(), serde_json::json!([realization.program()]));
+                }
+                object.insert("package".into(), Json::String(realization.out.clone()));
+            }
+        }
         if let Some(object) = value.as_object_mut() {
             object.insert("name".into(), Json::String(service.to_string()));
             object.insert("label".into(), Json::String(label.to_string()));
@@ -705,6 +733,92 @@ impl<'u> Resolver<'u> {
             provenance,
             references: std::mem::take(&mut self.references).into_iter().collect(),
         })
+    }
+
+    /// The realization of a resolved service's `package`, when it is a Nix
+    /// installable and this universe realizes packages.
+    fn realization_of(
+        &self,
+        value: &Json,
+        service: &str,
+    ) -> Result<Option<&'u Realization>, Error> {
+        let Some(realized) = &self.universe.realized else {
+            return Ok(None);
+        };
+        let Some(package) = value.get("package").and_then(Json::as_str) else {
+            return Ok(None);
+        };
+        if crate::nix::installable_kind(package).is_none() {
+            return Ok(None);
+        }
+        match realized.get(package) {
+            Some(realization) => Ok(Some(realization)),
+            None => Err(Error::new(
+                ErrorKind::Reference,
+                format!("the Nix package `{package}` of the service `{service}` was not realized"),
+            )
+            .help("n2d realizes the installables written literally as `package = \"...\"` in a module file; write it there rather than through `${{ }}`")),
+        }
+    }
+
+    /// `${{ <service>.package.<output> }}`: an output path of the service's
+    /// Nix package.
+    fn package_output(
+        &mut self,
+        target: &str,
+        output: &str,
+        reference: &Reference,
+        pending: &Pending<'u>,
+    ) -> Result<Json, Error> {
+        self.force(target, &[Seg::Key(Cow::Borrowed("package"))])?;
+        let package = self.merged[target]
+            .value
+            .get("package")
+            .and_then(Json::as_str)
+            .map(str::to_string);
+        let not_nix = |why: String| {
+            Error::new(
+                ErrorKind::Reference,
+                format!("`${{{{ {} }}}}`: {why}", reference.text),
+            )
+            .at(locate(pending))
+            .help("set `package` to a Nix file (`hello.nix`), a flake installable (`nixpkgs#hello`) or a store path")
+        };
+        let Some(package) = package.filter(|p| crate::nix::installable_kind(p).is_some()) else {
+            return Err(not_nix(format!(
+                "the service `{target}` has no Nix package"
+            )));
+        };
+        let Some(realized) = &self.universe.realized else {
+            // Nothing is realized here (`n2d show`): the reference stands
+            // for itself, as Nix's `placeholder` does.
+            return Ok(Json::String(format!("${{{{ {} }}}}", reference.text)));
+        };
+        let Some(realization) = realized.get(&package) else {
+            return Err(not_nix(format!(
+                "the Nix package `{package}` of `{target}` was not realized: write `package` literally in a module file"
+            )));
+        };
+        match realization.outputs.get(output) {
+            Some(path) => Ok(Json::String(path.clone())),
+            None => Err(Error::new(
+                ErrorKind::Reference,
+                format!(
+                    "`${{{{ {} }}}}`: the package `{package}` has no output `{output}`",
+                    reference.text
+                ),
+            )
+            .at(locate(pending))
+            .help(format!(
+                "its outputs are: {}",
+                realization
+                    .outputs
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
     }
 
     /// Checks that need the whole merged service: each file has one
@@ -1059,6 +1173,9 @@ impl<'u> Resolver<'u> {
                     "{}:{port_number}",
                     self.env.host(&target)
                 )))
+            }
+            [p, output] if p == "package" => {
+                Some(self.package_output(&target, output, reference, pending)?)
             }
             [f, name, p] if f == "files" && p == "path" => {
                 self.force(&target, &[Seg::Key(Cow::Borrowed("files"))])?;
