@@ -32,4 +32,8 @@ rec {
     _type = "merge";
     inherit contents;
   };
+
+  # An n2d reference `${{ path }}`, which a Nix string cannot hold
+  # literally: `ref "self.package.out"`.
+  ref = path: "\${{ ${path} }}";
 }

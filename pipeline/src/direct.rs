@@ -16,15 +16,20 @@ pub fn evaluate_workspace(
         .par_iter()
         .map(|package| {
             let file = package.display_path();
-            if package.format == Format::Nix {
-                return Err(format!(
-                    "error: `{file}` is a Nix module file, which this build of n2d cannot evaluate"
-                ));
+            let path = workspace.root.join(&package.path);
+            let parsed = if package.format == Format::Nix {
+                let cache_dir = workspace.root.join(&workspace.settings.cache_dir);
+                let json = crate::nix::install_lib(&cache_dir)
+                    .and_then(|lib| crate::nix::evaluate_module(&path, &lib))
+                    .map_err(|e| format!("error: {file}: {e}"))?;
+                let display = format!("{file} (as evaluated by Nix)");
+                n2d_modules::parse_module_file(&display, &json, Format::Nix)
+            } else {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("error: cannot read `{file}`: {e}"))?;
+                n2d_modules::parse_module_file(&file, &text, package.format)
             }
-            let text = std::fs::read_to_string(workspace.root.join(&package.path))
-                .map_err(|e| format!("error: cannot read `{file}`: {e}"))?;
-            let parsed = n2d_modules::parse_module_file(&file, &text, package.format)
-                .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?;
             let evaluated =
                 n2d_modules::eval_package(&package.package, &parsed).map_err(|e| e.to_string())?;
             Ok((package.package.clone(), evaluated))

@@ -8,7 +8,9 @@
 mod codec;
 mod direct;
 mod interface;
+mod layers;
 pub mod materialize;
+pub mod nix;
 pub mod plan;
 mod session;
 mod stamp;

@@ -40,6 +40,14 @@ pub struct PlannedService {
     /// Workspace-relative paths of the service's packages' `watch` options:
     /// what `n2d watch` watches besides module files and sources.
     pub watch: BTreeSet<String>,
+    /// Nix installables written as `package` in the service's packages, as
+    /// written: what the build realizes before resolving the service.
+    #[serde(default)]
+    pub nix: BTreeSet<String>,
+    /// Local programs written as `package` (workspace-relative files; also
+    /// in `sources`): the `oci` target's program layers.
+    #[serde(default)]
+    pub programs: BTreeSet<String>,
 }
 
 /// What the user asked for.
@@ -88,7 +96,6 @@ pub fn make_plan(universe: &Universe, request: &PlanRequest) -> Result<Plan, Err
     let mut deployments = Vec::new();
     // Sources and watch paths per package, scanned once: a deployment
     // package is an input of every service it holds.
-    type Found = (BTreeSet<String>, BTreeSet<String>);
     let mut per_package: BTreeMap<String, Found> = BTreeMap::new();
     for label in selected {
         let spec = universe.deployment(&label)?;
@@ -109,17 +116,20 @@ pub fn make_plan(universe: &Universe, request: &PlanRequest) -> Result<Plan, Err
                 let packages = universe.package_inputs(&label, &service.name);
                 let mut sources = BTreeSet::new();
                 let mut watch = BTreeSet::new();
+                let mut nix = BTreeSet::new();
+                let mut programs = BTreeSet::new();
                 for package in &packages {
-                    let (package_sources, package_watch) =
-                        per_package.entry(package.clone()).or_insert_with(|| {
-                            let mut found = (BTreeSet::new(), BTreeSet::new());
-                            if let Some(package) = universe.packages().get(package) {
-                                collect_package_sources(package, &mut found.0, &mut found.1);
-                            }
-                            found
-                        });
-                    sources.extend(package_sources.iter().cloned());
-                    watch.extend(package_watch.iter().cloned());
+                    let found = per_package.entry(package.clone()).or_insert_with(|| {
+                        let mut found = Found::default();
+                        if let Some(package) = universe.packages().get(package) {
+                            collect_package_sources(package, &mut found);
+                        }
+                        found
+                    });
+                    sources.extend(found.sources.iter().cloned());
+                    watch.extend(found.watch.iter().cloned());
+                    nix.extend(found.nix.iter().cloned());
+                    programs.extend(found.programs.iter().cloned());
                 }
                 PlannedService {
                     name: service.name.clone(),
@@ -127,6 +137,8 @@ pub fn make_plan(universe: &Universe, request: &PlanRequest) -> Result<Plan, Err
                     packages,
                     sources,
                     watch,
+                    nix,
+                    programs,
                 }
             })
             .collect();
@@ -160,15 +172,26 @@ fn check_target(target: &str, known: &[String], deployment: Option<&Label>) -> R
     )
 }
 
+/// What a package's bodies mention (see `PlannedService`).
+#[derive(Default)]
+struct Found {
+    sources: BTreeSet<String>,
+    watch: BTreeSet<String>,
+    nix: BTreeSet<String>,
+    programs: BTreeSet<String>,
+}
+
 /// Adds every source file a package's bodies mention, as a
 /// workspace-relative path. An over-approximation (every body of the
 /// package, every priority wrapper) keeps the cache correct: a Render that
 /// reads a source it did not declare fails instead of caching a stale result.
-fn collect_package_sources(
-    package: &n2d_modules::Package,
-    out: &mut BTreeSet<String>,
-    watch: &mut BTreeSet<String>,
-) {
+fn collect_package_sources(package: &n2d_modules::Package, found: &mut Found) {
+    let Found {
+        sources: out,
+        watch,
+        nix,
+        programs,
+    } = found;
     let mut bodies: Vec<&Body> = package
         .services
         .values()
@@ -189,15 +212,17 @@ fn collect_package_sources(
         }
     }
     for body in bodies {
-        // A local program (`package = "tools/api"`, workspace-relative, as
-        // the oci target reads it); Nix installables and absolute paths are
-        // not workspace files.
+        // A Nix installable, realized before resolution; or a local program
+        // (`package = "tools/api"`, workspace-relative, as the oci target
+        // reads it). Absolute paths are not workspace files.
         if let Some(package) = body.definitions.get("package") {
             strings_of(package, &mut |text| {
-                let installable = text.contains('#') || text.contains(':');
-                if !text.is_empty() && !text.starts_with('/') && !installable {
+                if n2d_modules::nix::installable_kind(text).is_some() {
+                    nix.insert(text.to_string());
+                } else if !text.is_empty() && !text.starts_with('/') {
                     if let Some(path) = workspace_relative("", text) {
                         out.insert(path);
+                        programs.insert(text.to_string());
                     }
                 }
             });

@@ -207,23 +207,34 @@ impl Session {
         let mut graph = Graph::new();
         let mut evals = BTreeMap::new();
         let mut interfaces = BTreeMap::new();
+        let mut nix_lib = None;
         for package in &self.workspace.packages {
             let file = package.path.to_string_lossy().replace('\\', "/");
-            if package.format == Format::Nix {
-                result.errors.push(format!(
-                    "error: `{file}` is a Nix module file, which this build of n2d cannot evaluate\n = help: write the package as n2d.toml or n2d.json"
-                ));
-                continue;
-            }
-            let parse = graph.add(
-                ParseTask {
-                    identity: format!("parse {file}"),
-                    file,
-                    path: root.join(&package.path),
-                    format: package.format,
-                },
-                &[],
-            );
+            let parse = if package.format == Format::Nix {
+                let lib = match &nix_lib {
+                    Some(lib) => lib,
+                    None => match crate::nix::install_lib(&self.cache_dir) {
+                        Ok(path) => nix_lib.insert(path),
+                        Err(e) => {
+                            result.errors.push(format!("error: {e}"));
+                            continue;
+                        }
+                    },
+                };
+                let task = crate::nix::NixParseTask::new(root, file, lib.clone());
+                result.inputs.extend(task.input_paths().cloned());
+                graph.add(task, &[])
+            } else {
+                graph.add(
+                    ParseTask {
+                        identity: format!("parse {file}"),
+                        file,
+                        path: root.join(&package.path),
+                        format: package.format,
+                    },
+                    &[],
+                )
+            };
             let eval = graph.add(
                 EvalTask {
                     identity: format!("eval //{}", package.package),
@@ -307,11 +318,18 @@ impl Session {
                 }
             }
         }
+        // Stage 3a: realize the Nix packages the planned services name.
+        let realized = self.realize(&engine, &plan, &mut result)?;
         result.inputs.sort();
         result.inputs.dedup();
+        if !result.errors.is_empty() || result.summary.failed > 0 {
+            return Ok(result);
+        }
 
         // Stage 3: resolve, render, assemble.
         let mut graph = Graph::new();
+        let mut imported_realizations: HashMap<&str, TaskId> = HashMap::new();
+        let mut layers: HashMap<String, TaskId> = HashMap::new();
         let mut imported_evals: HashMap<&str, TaskId> = HashMap::new();
         let mut resolves: HashMap<(String, String, String), TaskId> = HashMap::new();
         let mut assembles = Vec::new();
@@ -352,8 +370,24 @@ impl Session {
                                 };
                                 dependencies.push(id);
                             }
+                            let mut count = 0;
+                            for installable in &service.nix {
+                                let Some(entry) = realized.get(installable) else {
+                                    continue;
+                                };
+                                let id = *imported_realizations
+                                    .entry(installable.as_str())
+                                    .or_insert_with(|| {
+                                        graph
+                                            .import(&entry.report, entry.task)
+                                            .expect("the realization succeeded")
+                                    });
+                                dependencies.push(id);
+                                count += 1;
+                            }
                             let id = graph.add(
                                 ResolveTask {
+                                    realized: count,
                                     packages,
                                     identity: format!(
                                         "resolve {} in {} ({env})",
@@ -371,8 +405,54 @@ impl Session {
                             id
                         }
                     };
+                    // Layers built as tasks of their own (oci): the
+                    // deployment's base, the store paths of every Nix package
+                    // the service may use, its local programs.
+                    let mut closures = BTreeMap::new();
+                    let mut layer_keys = Vec::new();
+                    let mut render_dependencies = vec![resolve];
+                    if target == "oci" {
+                        let mut closure = Vec::new();
+                        for installable in &service.nix {
+                            if let Some(entry) = realized.get(installable) {
+                                closures.insert(
+                                    entry.realization.out.clone(),
+                                    entry.realization.closure.clone(),
+                                );
+                                closure.extend(entry.realization.closure.iter().cloned());
+                            }
+                        }
+                        let mut specs =
+                            n2d_rules::oci::path_layer_specs(&deployment, &closure, None);
+                        for program in &service.programs {
+                            specs.extend(n2d_rules::oci::path_layer_specs(
+                                &Deployment {
+                                    base_layer: None,
+                                    ..(*deployment).clone()
+                                },
+                                &[],
+                                Some(program),
+                            ));
+                        }
+                        for spec in specs {
+                            let Some(task) = crate::layers::LayerTask::new(spec, root) else {
+                                continue;
+                            };
+                            if layer_keys.contains(&task.key) {
+                                continue;
+                            }
+                            let key = task.key.clone();
+                            let id = *layers
+                                .entry(key.clone())
+                                .or_insert_with(|| graph.add(task, &[]));
+                            layer_keys.push(key);
+                            render_dependencies.push(id);
+                        }
+                    }
                     let render = graph.add(
                         RenderTask {
+                            layers: layer_keys,
+                            closures,
                             identity: format!(
                                 "render {} in {} ({target})",
                                 service.label, planned.label
@@ -389,7 +469,7 @@ impl Session {
                                 .map(|s| (s.clone(), root.join(s)))
                                 .collect(),
                         },
-                        &[resolve],
+                        &render_dependencies,
                     );
                     renders.push(render);
                 }
@@ -473,6 +553,80 @@ impl Session {
         Ok(result)
     }
 
+    /// Realizes every Nix installable of the plan (a stage of its own: the
+    /// Resolve and Render tasks after it depend on the outputs). A cached
+    /// realization whose output is gone from the store (collected) is run
+    /// again under a retry key.
+    fn realize(
+        &self,
+        engine: &Engine,
+        plan: &Plan,
+        result: &mut BuildResult,
+    ) -> Result<BTreeMap<String, RealizedEntry>, SessionError> {
+        let installables: std::collections::BTreeSet<&String> = plan
+            .deployments
+            .iter()
+            .flat_map(|d| &d.services)
+            .flat_map(|s| &s.nix)
+            .collect();
+        let mut realized = BTreeMap::new();
+        if installables.is_empty() {
+            return Ok(realized);
+        }
+        let root = &self.workspace.root;
+        let mut pending: Vec<&String> = installables.into_iter().collect();
+        for retry in [false, true] {
+            let mut graph = Graph::new();
+            let mut ids = Vec::new();
+            for installable in &pending {
+                let Some(mut task) = crate::nix::RealizeTask::new(root, installable) else {
+                    continue;
+                };
+                task.retry = retry;
+                result
+                    .inputs
+                    .extend(task.files.iter().map(|(_, path)| path.clone()));
+                ids.push(((*installable).clone(), graph.add(task, &[])));
+            }
+            let report = Arc::new(engine.run(graph)?);
+            self.absorb(&report, result);
+            let mut gone = Vec::new();
+            for (installable, task) in ids {
+                let Ok(bytes) = report.output(task) else {
+                    continue; // failed: reported by `absorb`
+                };
+                let realization: n2d_modules::nix::Realization = match serde_json::from_slice(
+                    &bytes,
+                ) {
+                    Ok(realization) => realization,
+                    Err(e) => {
+                        result.errors.push(format!(
+                                "error: the realization of `{installable}` is unreadable (please report this bug): {e}"
+                            ));
+                        continue;
+                    }
+                };
+                if !crate::nix::is_present(&realization) && !retry {
+                    gone.push(installable);
+                    continue;
+                }
+                realized.insert(
+                    installable,
+                    RealizedEntry {
+                        report: report.clone(),
+                        task,
+                        realization,
+                    },
+                );
+            }
+            if gone.is_empty() {
+                break;
+            }
+            pending.retain(|i| gone.contains(i));
+        }
+        Ok(realized)
+    }
+
     /// Everything a build's outcome depends on besides the files it reads:
     /// the key of its stamp.
     fn stamp_key(&self, request: &BuildRequest) -> String {
@@ -520,6 +674,14 @@ impl Session {
                 .map(|n| n.message),
         );
     }
+}
+
+/// A realized Nix package: the stage report holding its task, and what it
+/// gave.
+struct RealizedEntry {
+    report: Arc<Report>,
+    task: TaskId,
+    realization: n2d_modules::nix::Realization,
 }
 
 fn root_file(workspace: &Workspace) -> PathBuf {

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use n2d_engine::{Inputs, Report, RunContext, RunError, Task, TaskId};
+use n2d_modules::nix::Realization;
 use n2d_modules::{Format, ModuleFile, OptionSet, Package, Settings, Universe};
 use n2d_rules::{Deployment, Rule, SourceFiles};
 
@@ -20,7 +21,7 @@ use crate::materialize::{self, OutputFile};
 use crate::plan::{make_plan, PlanRequest};
 
 /// Bumped when the pipeline's own encoding of outputs changes.
-const PIPELINE_VERSION: u32 = 1;
+const PIPELINE_VERSION: u32 = 2;
 
 /// Parse(file): a module file's text into a `ModuleFile`.
 pub struct ParseTask {
@@ -256,6 +257,9 @@ pub struct ResolveTask {
     pub rule: Arc<dyn Rule>,
     pub options_digest: String,
     pub universe: Arc<SharedUniverse>,
+    /// How many Realize outputs follow the Eval outputs in the
+    /// dependencies: the Nix packages the service may use.
+    pub realized: usize,
 }
 
 impl Task for ResolveTask {
@@ -279,9 +283,16 @@ impl Task for ResolveTask {
         );
     }
     fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
+        let evals = self.packages.len();
         let universe = self
             .universe
-            .universe_of(&self.packages, context.dependencies())?;
+            .universe_of(&self.packages, context.dependencies().take(evals))?;
+        let mut realized = BTreeMap::new();
+        for bytes in context.dependencies().skip(evals).take(self.realized) {
+            let realization: Realization = serde_json::from_slice(bytes)?;
+            realized.insert(realization.installable.clone(), realization);
+        }
+        let universe = universe.with_realizations(Arc::new(realized));
         let resolved = universe.resolve_value(&self.deployment, &self.service, self.rule.env())?;
         Ok(serde_json::to_vec(&resolved.value)?)
     }
@@ -297,6 +308,11 @@ pub struct RenderTask {
     pub deployment_digest: n2d_cache::Digest,
     /// (workspace-relative name, absolute path) of each declared source.
     pub sources: Vec<(String, PathBuf)>,
+    /// The `task_key` of each Layer task that follows the Resolve task in
+    /// the dependencies, in order.
+    pub layers: Vec<String>,
+    /// Output path → closure, of the Nix packages the service may use.
+    pub closures: BTreeMap<String, Vec<String>>,
 }
 
 impl Task for RenderTask {
@@ -315,10 +331,20 @@ impl Task for RenderTask {
         for (name, path) in &self.sources {
             inputs.file(name.clone(), path.clone());
         }
+        if !self.closures.is_empty() {
+            inputs.value(
+                "closures",
+                &serde_json::to_vec(&self.closures).expect("strings serialize"),
+            );
+        }
     }
     fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
         let service: n2d_modules::service::Service = serde_json::from_slice(context.dependency(0))?;
-        let sources = DeclaredSources { context };
+        let sources = DeclaredSources {
+            context,
+            layers: &self.layers,
+            closures: &self.closures,
+        };
         let rendered = self.rule.render(&self.deployment, &service, &sources)?;
         for artifact in &rendered.artifacts {
             materialize::check_relative_path(&artifact.path)?;
@@ -331,6 +357,8 @@ impl Task for RenderTask {
 /// that the task's key covers everything it read.
 struct DeclaredSources<'a, 'b> {
     context: &'a RunContext<'b>,
+    layers: &'a [String],
+    closures: &'a BTreeMap<String, Vec<String>>,
 }
 
 impl SourceFiles for DeclaredSources<'_, '_> {
@@ -341,6 +369,15 @@ impl SourceFiles for DeclaredSources<'_, '_> {
                 "`{path}` is not a source n2d knows this service reads: write the path literally in a module file (`files.<name>.source` or `env.<name>.file`), not through `${{{{ }}}}`"
             )),
         }
+    }
+
+    fn nix_closure(&self, out: &str) -> Vec<String> {
+        self.closures.get(out).cloned().unwrap_or_default()
+    }
+
+    fn prebuilt_layer(&self, key: &str) -> Option<Vec<u8>> {
+        let index = self.layers.iter().position(|k| k == key)?;
+        Some(self.context.dependency(index + 1).to_vec())
     }
 }
 
@@ -383,6 +420,9 @@ impl Task for AssembleTask {
             artifacts.extend(service.artifacts);
         }
         artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+        // The same file from two services (a content-addressed blob of a
+        // layer both images stack) is one file.
+        artifacts.dedup_by(|a, b| a.path == b.path && a.bytes == b.bytes && a.mode == b.mode);
         if let Some(pair) = artifacts
             .windows(2)
             .find(|pair| pair[0].path == pair[1].path)

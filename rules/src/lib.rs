@@ -66,8 +66,24 @@ pub struct Rendered {
 /// Read access to source files that a service names (`files.*.source`,
 /// `env.*.file`, a local `package`), by path relative to the workspace root.
 /// The engine hashes each of them into the Render task's key.
+///
+/// It also carries what a build computed for the service before rendering:
+/// the Nix closure of its realized `package`, and image layers built as
+/// tasks of their own (see `oci`). Both are empty where nothing was.
 pub trait SourceFiles {
     fn read(&self, path: &str) -> Result<Vec<u8>, String>;
+
+    /// The Nix closure (`nix-store -qR`, dependencies first) of the realized
+    /// package whose output path is `out`.
+    fn nix_closure(&self, _out: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The bytes of a layer already built for the spec whose
+    /// `LayerSpec::task_key` is `key`.
+    fn prebuilt_layer(&self, _key: &str) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -40,6 +40,7 @@
 mod compose;
 mod images;
 mod invocation;
+pub use invocation::find_tool;
 mod kube;
 mod procfile_runners;
 mod systemctl;

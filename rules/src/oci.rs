@@ -34,10 +34,10 @@
 mod image;
 
 pub use image::{
-    build_layer, image_from_layers, layer_specs, layout_tags, load_command, sha256_digest, Blob,
-    FileContent, Image, Layer, LayerFile, LayerInput, LayerSpec, NoStore, StoreReader, TreeEntry,
-    TreeEntryKind, CONFIG_MEDIA_TYPE, ENTRYPOINT_PATH, IMAGE_PATH, INDEX_MEDIA_TYPE,
-    LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, PROGRAM_DIR,
+    build_layer, image_from_layers, layer_specs, layout_tags, load_command, local_package,
+    path_layer_specs, sha256_digest, Blob, FileContent, Image, Layer, LayerFile, LayerInput,
+    LayerSpec, NoStore, StoreReader, TreeEntry, TreeEntryKind, CONFIG_MEDIA_TYPE, ENTRYPOINT_PATH,
+    IMAGE_PATH, INDEX_MEDIA_TYPE, LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, PROGRAM_DIR,
 };
 
 use n2d_modules::service::Service;
@@ -100,7 +100,13 @@ impl Rule for OciRule {
         service: &Service,
         sources: &dyn SourceFiles,
     ) -> Result<Rendered, RuleError> {
-        render_image(deployment, service, &[], sources, &NoStore)
+        let closure = match &service.package {
+            Some(package) if package.starts_with(n2d_modules::nix::STORE_DIR) => {
+                sources.nix_closure(package)
+            }
+            _ => Vec::new(),
+        };
+        render_image(deployment, service, &closure, sources, &NoStore)
     }
 
     fn assemble(
@@ -174,7 +180,15 @@ pub fn render_image(
     let specs = layer_specs(deployment, service, closure, sources)?;
     let layers = specs
         .iter()
-        .map(|spec| build_layer(spec, &service.name, sources, store))
+        .map(
+            |spec| match spec.task_key().and_then(|key| sources.prebuilt_layer(&key)) {
+                Some(bytes) => Ok(Layer {
+                    name: spec.name.clone(),
+                    blob: Blob::new(LAYER_MEDIA_TYPE, bytes),
+                }),
+                None => build_layer(spec, &service.name, sources, store),
+            },
+        )
         .collect::<Result<Vec<_>, _>>()?;
     let built = image_from_layers(deployment, service, &layers);
     let mut artifacts: Vec<Artifact> = layers

@@ -3,35 +3,7 @@
 //! so the image is built from them, changes when they change, and runs.
 use std::process::Command;
 
-use crate::support::{counts, require_tool, TestWorkspace};
-
-/// A tarball holding the static busybox as /bin/busybox and /bin/sh.
-fn busybox_base_layer() -> Vec<u8> {
-    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (Debian busybox-static)");
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut dir = tar::Header::new_ustar();
-    dir.set_entry_type(tar::EntryType::Directory);
-    dir.set_mode(0o755);
-    dir.set_size(0);
-    builder
-        .append_data(&mut dir, "bin/", std::io::empty())
-        .unwrap();
-    let mut file = tar::Header::new_ustar();
-    file.set_mode(0o755);
-    file.set_size(busybox.len() as u64);
-    builder
-        .append_data(&mut file, "bin/busybox", busybox.as_slice())
-        .unwrap();
-    for tool in ["sh", "cat", "mkdir", "rm", "echo", "sleep", "dirname"] {
-        let mut link = tar::Header::new_ustar();
-        link.set_entry_type(tar::EntryType::Symlink);
-        link.set_size(0);
-        builder
-            .append_link(&mut link, format!("bin/{tool}"), "busybox")
-            .unwrap();
-    }
-    builder.into_inner().unwrap()
-}
+use crate::support::{busybox_base_layer, counts, require_tool, TestWorkspace};
 
 #[test]
 fn an_image_is_built_from_the_base_layer_and_a_local_program() {
@@ -71,6 +43,45 @@ fn an_image_is_built_from_the_base_layer_and_a_local_program() {
         );
         value["Digest"].as_str().unwrap().to_string()
     };
+    let before = digest();
+    let (executed, cached) = counts(&first, "layer");
+    assert_eq!(
+        (executed, cached),
+        (2, 0),
+        "base and program layers: {first}"
+    );
+
+    // A change to the service only: its layers below are tasks of their
+    // own, served from the cache, and their blobs are not rewritten.
+    let blobs = layout.join("blobs/sha256");
+    let mtimes = || -> std::collections::BTreeMap<String, std::time::SystemTime> {
+        std::fs::read_dir(&blobs)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, e.metadata().unwrap().modified().unwrap())
+            })
+            .collect()
+    };
+    let blobs_before = mtimes();
+    ws.write(
+        "app/n2d.toml",
+        "[services.greeter]\npackage = \"tools/greet\"\ncommand = [\"/usr/local/bin/greet\"]\nenv.GREETING = \"hi\"\n\n[deployments.dev]\nservices = [\":greeter\"]\n",
+    );
+    let env_change = ws.build_json(&["//app:dev"]);
+    assert_eq!(counts(&env_change, "layer"), (0, 2), "{env_change}");
+    assert_eq!(counts(&env_change, "render").0, 1, "{env_change}");
+    let blobs_after = mtimes();
+    let kept = blobs_before
+        .iter()
+        .filter(|(name, mtime)| blobs_after.get(*name) == Some(mtime))
+        .count();
+    assert!(
+        kept >= 2,
+        "the base and program layer blobs keep their mtime: {blobs_before:?} → {blobs_after:?}"
+    );
+    assert_ne!(digest(), before);
     let before = digest();
 
     // The program is an input: changing it rebuilds the image.

@@ -6,5 +6,6 @@ mod images;
 mod incremental;
 mod inspect;
 mod launch;
+mod nix;
 mod support;
 mod watch;

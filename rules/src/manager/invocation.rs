@@ -148,7 +148,7 @@ impl Invocation {
 /// The executable `tool` in the first directory of `search_path` that has
 /// one. Empty entries (the current directory, by an old convention) are
 /// skipped: a target folder must not be able to shadow a tool.
-pub(super) fn find_tool(tool: &str, search_path: &OsStr) -> Option<PathBuf> {
+pub fn find_tool(tool: &str, search_path: &OsStr) -> Option<PathBuf> {
     std::env::split_paths(search_path)
         .filter(|dir| dir.is_absolute())
         .map(|dir| dir.join(tool))

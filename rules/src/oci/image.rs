@@ -35,6 +35,46 @@ pub struct LayerSpec {
     pub input: LayerInput,
 }
 
+impl LayerSpec {
+    /// For a layer that depends only on files named by path (a tarball, a
+    /// store path, a local program), a stable text naming exactly its
+    /// inputs: a build makes such a layer a task of its own under this key,
+    /// so that it is built once for every service and deployment using it,
+    /// and not again while those files are unchanged. `None` for a layer
+    /// with inline content (the service layer), built with its service.
+    pub fn task_key(&self) -> Option<String> {
+        match &self.input {
+            LayerInput::Tarball { path } => Some(format!("tarball {path}")),
+            LayerInput::StorePath { path } => Some(format!("store {path}")),
+            LayerInput::Files { files } => {
+                let mut key = String::from("files");
+                for file in files {
+                    let FileContent::Source(source) = &file.content else {
+                        return None;
+                    };
+                    key.push_str(&format!(" {source}={}:{:o}", file.path, file.mode));
+                }
+                Some(key)
+            }
+        }
+    }
+
+    /// The workspace source files the layer reads (none for a store path).
+    pub fn source_paths(&self) -> Vec<String> {
+        match &self.input {
+            LayerInput::Tarball { path } => vec![path.clone()],
+            LayerInput::StorePath { .. } => Vec::new(),
+            LayerInput::Files { files } => files
+                .iter()
+                .filter_map(|f| match &f.content {
+                    FileContent::Source(source) => Some(source.clone()),
+                    FileContent::Inline(_) => None,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// What a layer is made of.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LayerInput {
@@ -149,34 +189,7 @@ pub fn layer_specs(
     closure: &[String],
     sources: &dyn SourceFiles,
 ) -> Result<Vec<LayerSpec>, RuleError> {
-    let mut specs = Vec::new();
-    if let Some(base) = &deployment.base_layer {
-        specs.push(LayerSpec {
-            name: "base".into(),
-            input: LayerInput::Tarball { path: base.clone() },
-        });
-    }
-    for store_path in closure {
-        specs.push(LayerSpec {
-            name: format!("store {store_path}"),
-            input: LayerInput::StorePath {
-                path: store_path.clone(),
-            },
-        });
-    }
-    if let Some(path) = local_package(service) {
-        let file_name = path.rsplit('/').next().unwrap_or(path);
-        specs.push(LayerSpec {
-            name: "program".into(),
-            input: LayerInput::Files {
-                files: vec![LayerFile {
-                    path: format!("{PROGRAM_DIR}/{file_name}"),
-                    content: FileContent::Source(path.to_string()),
-                    mode: 0o755,
-                }],
-            },
-        });
-    }
+    let mut specs = path_layer_specs(deployment, closure, local_package(service));
 
     let layout = EntrypointLayout {
         target: TARGET,
@@ -214,6 +227,45 @@ pub fn layer_specs(
         input: LayerInput::Files { files },
     });
     Ok(specs)
+}
+
+/// The layers below the service layer, which depend only on files named by
+/// path: the deployment's base layer, one per store path of `closure`, and
+/// the local program `package` (at `/usr/local/bin/<file name>`).
+pub fn path_layer_specs(
+    deployment: &Deployment,
+    closure: &[String],
+    local_package: Option<&str>,
+) -> Vec<LayerSpec> {
+    let mut specs = Vec::new();
+    if let Some(base) = &deployment.base_layer {
+        specs.push(LayerSpec {
+            name: "base".into(),
+            input: LayerInput::Tarball { path: base.clone() },
+        });
+    }
+    for store_path in closure {
+        specs.push(LayerSpec {
+            name: format!("store {store_path}"),
+            input: LayerInput::StorePath {
+                path: store_path.clone(),
+            },
+        });
+    }
+    if let Some(path) = local_package {
+        let file_name = path.rsplit('/').next().unwrap_or(path);
+        specs.push(LayerSpec {
+            name: "program".into(),
+            input: LayerInput::Files {
+                files: vec![LayerFile {
+                    path: format!("{PROGRAM_DIR}/{file_name}"),
+                    content: FileContent::Source(path.to_string()),
+                    mode: 0o755,
+                }],
+            },
+        });
+    }
+    specs
 }
 
 /// Builds one layer: a reproducible tar of its inputs (or the given tarball).
@@ -399,11 +451,11 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 
 pub(super) const TARGET: &str = "oci";
 
-/// The `package` when it names a local file: not a store path (`/nix/…`)
-/// and not a flake installable (`nixpkgs#hello`, `github:…`).
-pub(super) fn local_package(service: &Service) -> Option<&str> {
+/// The `package` when it names a local file: not a Nix installable (a store
+/// path, a `.nix` file, a flake installable) and not an absolute path.
+pub fn local_package(service: &Service) -> Option<&str> {
     let package = service.package.as_deref()?;
-    let installable = package.contains('#') || package.contains(':');
+    let installable = n2d_modules::nix::installable_kind(package).is_some();
     (!package.starts_with('/') && !installable && !package.is_empty()).then_some(package)
 }
 
