@@ -7,5 +7,6 @@ mod incremental;
 mod inspect;
 mod launch;
 mod nix;
+mod nixlib;
 mod support;
 mod watch;

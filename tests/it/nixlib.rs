@@ -1,0 +1,304 @@
+//! The Nix library `nix/lib.nix`, evaluated offline by the real Nix: module
+//! properties with nixpkgs' encodings, references, reading a flake's `n2d`
+//! output. Each case is one Nix expression and the JSON that nixpkgs' `lib`
+//! gives for it.
+//!
+//! These tests fail, rather than skip, when Nix is missing: the Nix library
+//! is shipped to users and nothing else tests it.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::support::require_tool;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn nix_command(tool: &str) -> Command {
+    assert!(
+        require_tool(tool),
+        "the Nix library tests need `{tool}` (Debian nix-bin; .ci/install-tools installs it)"
+    );
+    Command::new(tool)
+}
+
+/// Evaluates `expr` strictly to JSON, with `n2d` bound to `nix/lib.nix`,
+/// and flakes enabled whatever nix.conf says.
+fn eval(expr: &str) -> Result<Value, String> {
+    eval_with(&["--extra-experimental-features", "flakes"], expr)
+}
+
+fn eval_with(options: &[&str], expr: &str) -> Result<Value, String> {
+    let lib = repo("nix/lib.nix");
+    let full = format!("let n2d = import {}; in {expr}", lib.display());
+    let out = nix_command("nix-instantiate")
+        .args(options)
+        .args(["--eval", "--strict", "--json", "-E", &full])
+        .output()
+        .expect("nix-instantiate runs");
+    if out.status.success() {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        Ok(serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("nix-instantiate printed no JSON ({e}): {stdout}")))
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[track_caller]
+fn check(expr: &str, expected: Value) {
+    match eval(expr) {
+        Ok(value) => assert_eq!(value, expected, "for {expr}"),
+        Err(stderr) => panic!("{expr} failed to evaluate:\n{stderr}"),
+    }
+}
+
+#[track_caller]
+fn check_error(expr: &str, message: &str) {
+    check_error_with(&["--extra-experimental-features", "flakes"], expr, message)
+}
+
+#[track_caller]
+fn check_error_with(options: &[&str], expr: &str, message: &str) {
+    match eval_with(options, expr) {
+        Ok(value) => panic!("{expr} evaluated to {value}, expected an error"),
+        Err(stderr) => assert!(
+            stderr.contains(message),
+            "{expr}: expected `{message}` in:\n{stderr}"
+        ),
+    }
+}
+
+/// Every Nix file the repository ships.
+const NIX_FILES: &[&str] = &["nix/lib.nix"];
+
+#[test]
+fn nix_files_parse() {
+    for file in NIX_FILES {
+        let out = nix_command("nix-instantiate")
+            .arg("--parse")
+            .arg(repo(file))
+            .output()
+            .expect("nix-instantiate runs");
+        assert!(
+            out.status.success(),
+            "nix-instantiate --parse {file}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Every name the library exports, so that a new function cannot be added
+/// without a case here.
+#[test]
+fn library_exports_exactly_the_tested_functions() {
+    check(
+        "builtins.attrNames n2d",
+        json!([
+            "defaultOrderPriority",
+            "defaultOverridePriority",
+            "fromFlake",
+            "fromFlakeFor",
+            "joinDefinitions",
+            "mkAfter",
+            "mkAssert",
+            "mkBefore",
+            "mkDefault",
+            "mkForce",
+            "mkIf",
+            "mkImageMediaOverride",
+            "mkMerge",
+            "mkOptionDefault",
+            "mkOrder",
+            "mkOverride",
+            "mkVMOverride",
+            "ref",
+        ]),
+    );
+}
+
+/// The JSON of each property is what `builtins.toJSON` gives for nixpkgs'
+/// `lib` function of the same name (lib/modules.nix).
+#[test]
+fn properties_encode_as_nixpkgs_lib_does() {
+    let override_ = |priority: i64, content: Value| json!({ "_type": "override", "priority": priority, "content": content });
+    let order = |priority: i64, content: Value| json!({ "_type": "order", "priority": priority, "content": content });
+    check("n2d.mkOverride 10 \"x\"", override_(10, json!("x")));
+    check("n2d.mkOptionDefault 1", override_(1500, json!(1)));
+    check(
+        "n2d.mkDefault { a = 1; }",
+        override_(1000, json!({ "a": 1 })),
+    );
+    check("n2d.mkImageMediaOverride true", override_(60, json!(true)));
+    check("n2d.mkForce \"warn\"", override_(50, json!("warn")));
+    check("n2d.mkVMOverride null", override_(10, json!(null)));
+    check("n2d.defaultOverridePriority", json!(100));
+    check("n2d.mkOrder 700 [ 1 ]", order(700, json!([1])));
+    check("n2d.mkBefore [ \"a\" ]", order(500, json!(["a"])));
+    check("n2d.defaultOrderPriority", json!(1000));
+    check("n2d.mkAfter [ \"z\" ]", order(1500, json!(["z"])));
+    check(
+        "n2d.mkIf true { a = 1; }",
+        json!({ "_type": "if", "condition": true, "content": { "a": 1 } }),
+    );
+    // A false condition is still data: n2d's merge drops the content.
+    check(
+        "n2d.mkIf false 1",
+        json!({ "_type": "if", "condition": false, "content": 1 }),
+    );
+    check(
+        "n2d.mkMerge [ 1 (n2d.mkForce 2) ]",
+        json!({ "_type": "merge", "contents": [1, override_(50, json!(2))] }),
+    );
+    check(
+        "n2d.mkAssert true \"never shown\" \"x\"",
+        json!({ "_type": "if", "condition": true, "content": "x" }),
+    );
+    // Properties nest as in nixpkgs.
+    check(
+        "n2d.mkIf true (n2d.mkDefault [ 1 ])",
+        json!({ "_type": "if", "condition": true, "content": override_(1000, json!([1])) }),
+    );
+}
+
+/// `"${{"` opens a Nix interpolation, so references are spelled with `ref`.
+#[test]
+fn ref_spells_an_n2d_reference() {
+    check(
+        "n2d.ref \"self.ports.http\"",
+        json!("${{ self.ports.http }}"),
+    );
+    check(
+        "\"postgres://${n2d.ref \"//db:postgres.address.pg\"}/app\"",
+        json!("postgres://${{ //db:postgres.address.pg }}/app"),
+    );
+    // The same string written without the library needs Nix's escape.
+    check("n2d.ref \"self.x\" == \"\\${{ self.x }}\"", json!(true));
+}
+
+/// nixpkgs throws this (with ‘’ quotes) when it discharges the property;
+/// the library throws at once, since n2d only ever sees the JSON.
+#[test]
+fn mk_if_rejects_a_non_boolean_condition() {
+    check_error(
+        "n2d.mkIf \"yes\" 1",
+        "mkIf called with a non-Boolean condition",
+    );
+    check_error(
+        "n2d.mkIf null 1",
+        "mkIf called with a non-Boolean condition",
+    );
+    check_error(
+        "n2d.mkAssert false \"port must be free\" 1",
+        "Failed assertion: port must be free",
+    );
+}
+
+#[test]
+fn join_definitions_leaves_every_decision_to_n2d() {
+    let merge = |contents: Value| json!({ "_type": "merge", "contents": contents });
+    // One definition is kept as written.
+    check(
+        "n2d.joinDefinitions [ { env.X = n2d.mkForce \"1\"; } ]",
+        json!({ "env": { "X": { "_type": "override", "priority": 50, "content": "1" } } }),
+    );
+    // Tables join by key, at every depth.
+    check(
+        "n2d.joinDefinitions [ { env.A = \"1\"; } { env.B = \"2\"; ports.http = 80; } ]",
+        json!({ "env": { "A": "1", "B": "2" }, "ports": { "http": 80 } }),
+    );
+    // Plain lists concatenate in definition order, as in n2d.
+    check(
+        "n2d.joinDefinitions [ { imports = [ \":a\" ]; } { imports = [ \":b\" ]; } ]",
+        json!({ "imports": [":a", ":b"] }),
+    );
+    // Equal values are one value.
+    check(
+        "n2d.joinDefinitions [ { restart = \"always\"; } { restart = \"always\"; } ]",
+        json!({ "restart": "always" }),
+    );
+    // Differing scalars reach n2d, which reports the conflict.
+    check(
+        "n2d.joinDefinitions [ { replicas = 1; } { replicas = 3; } ]",
+        json!({ "replicas": merge(json!([1, 3])) }),
+    );
+    // A property is n2d's to resolve, even beside a plain table or list.
+    check(
+        "n2d.joinDefinitions [ { env.L = \"info\"; } { env.L = n2d.mkForce \"warn\"; } ]",
+        json!({ "env": { "L": merge(json!(["info", { "_type": "override", "priority": 50, "content": "warn" }])) } }),
+    );
+    check(
+        "n2d.joinDefinitions [ { command = [ \"b\" ]; } { command = n2d.mkBefore [ \"a\" ]; } ]",
+        json!({ "command": merge(json!([["b"], { "_type": "order", "priority": 500, "content": ["a"] }])) }),
+    );
+    // A derivation is a value, not a table to join into.
+    check(
+        "let d = derivation { name = \"d\"; system = \"x\"; builder = \"/bin/sh\"; }; \
+         in (n2d.joinDefinitions [ { package = d; } { package = d; } ]).package == d",
+        json!(true),
+    );
+    check_error(
+        "n2d.joinDefinitions [ ]",
+        "joinDefinitions needs at least one definition",
+    );
+}
+
+/// A flake without inputs in a temporary folder, read by `fromFlake`: this
+/// is the path n2d takes for an `n2d.nix` holding `n2d.fromFlake ./.`.
+/// `builtins.getFlake` works offline for such a flake (Nix 2.8).
+#[test]
+fn from_flake_reads_the_n2d_output_of_the_current_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let flake = dir.path().join("app");
+    std::fs::create_dir_all(&flake).unwrap();
+    std::fs::write(
+        flake.join("flake.nix"),
+        r#"{
+  outputs = { self }: {
+    n2d = {
+      x86_64-linux.services.api.command = [ "api" "--x86" ];
+      aarch64-linux.services.api.command = [ "api" "--arm" ];
+      riscv64-linux.deployments.dev.services = [ ":api" ];
+    };
+  };
+}
+"#,
+    )
+    .unwrap();
+    let system = eval("builtins.currentSystem").unwrap();
+    let system = system.as_str().unwrap();
+    let path = flake.display();
+    let expected = match system {
+        "aarch64-linux" => json!({ "services": { "api": { "command": ["api", "--arm"] } } }),
+        _ => json!({ "services": { "api": { "command": ["api", "--x86"] } } }),
+    };
+    if system == "x86_64-linux" || system == "aarch64-linux" {
+        check(&format!("n2d.fromFlake {path}"), expected.clone());
+        check(&format!("n2d.fromFlake \"{path}\""), expected.clone());
+        check(&format!("n2d.fromFlake \"path:{path}\""), expected.clone());
+        check(
+            &format!("n2d.fromFlake (builtins.getFlake \"{path}\")"),
+            expected,
+        );
+    }
+    check(
+        &format!("n2d.fromFlakeFor \"riscv64-linux\" {path}"),
+        json!({ "deployments": { "dev": { "services": [":api"] } } }),
+    );
+    check_error(
+        &format!("n2d.fromFlakeFor \"mips-linux\" {path}"),
+        "has no `n2d.mips-linux` output (it has: aarch64-linux, riscv64-linux, x86_64-linux)",
+    );
+    check_error_with(
+        &["--option", "experimental-features", ""],
+        &format!("n2d.fromFlake {path}"),
+        "fromFlake needs Nix's flakes feature",
+    );
+    std::fs::write(flake.join("flake.nix"), "{ outputs = { self }: { }; }\n").unwrap();
+    check_error(
+        &format!("n2d.fromFlake {path}"),
+        "has no `n2d` output: declare perSystem.n2d with n2d's flakeModules.default",
+    );
+}
