@@ -1,7 +1,13 @@
-//! The Nix library `nix/lib.nix`, evaluated offline by the real Nix: module
-//! properties with nixpkgs' encodings, references, reading a flake's `n2d`
-//! output. Each case is one Nix expression and the JSON that nixpkgs' `lib`
-//! gives for it.
+//! The Nix files of the repository, evaluated offline by the real Nix:
+//! `nix/lib.nix` (module properties with nixpkgs' encodings, reading a
+//! flake's `n2d` output), `nix/flake-module.nix` (the flake-parts module)
+//! and `flake.nix`. Each library case is one Nix expression and the JSON
+//! that nixpkgs' `lib` gives for it.
+//!
+//! No nixpkgs and no flake-parts can be fetched here, so the flake-parts
+//! module and `flake.nix` are evaluated against stand-ins (below) for the
+//! few functions of nixpkgs and flake-parts they call: these tests check
+//! our files' structure and data flow, not nixpkgs' behaviour.
 //!
 //! These tests fail, rather than skip, when Nix is missing: the Nix library
 //! is shipped to users and nothing else tests it.
@@ -10,7 +16,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::support::require_tool;
+use crate::support::{require_tool, TestWorkspace};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -72,7 +78,7 @@ fn check_error_with(options: &[&str], expr: &str, message: &str) {
 }
 
 /// Every Nix file the repository ships.
-const NIX_FILES: &[&str] = &["nix/lib.nix"];
+const NIX_FILES: &[&str] = &["nix/lib.nix", "nix/flake-module.nix"];
 
 #[test]
 fn nix_files_parse() {
@@ -301,4 +307,165 @@ fn from_flake_reads_the_n2d_output_of_the_current_system() {
         &format!("n2d.fromFlake {path}"),
         "has no `n2d` output: declare perSystem.n2d with n2d's flakeModules.default",
     );
+}
+
+/// The parts of nixpkgs' `lib` and of flake-parts that `flake-module.nix`
+/// calls, as plain data and merge functions: options are their arguments,
+/// `attrsOf` and `submodule` merge their entries' definitions with the
+/// declared types, and `evalFlake` does flake-parts' transposition
+/// (`perSystem.<system>.n2d` → `n2d.<system>`). It does not discharge
+/// properties around whole entries (the real module system does).
+const FLAKE_PARTS_STAND_IN: &str = r#"
+rec {
+  definition = value: { file = "<stand-in>"; inherit value; };
+  lib = {
+    mkOption = args: args;
+    mkOptionType = args: args;
+    types.attrsOf = elemType: {
+      name = "attrsOf";
+      merge = loc: defs: builtins.zipAttrsWith
+        (name: values:
+          if builtins.all elemType.check values
+          then elemType.merge (loc ++ [ name ]) (map definition values)
+          else throw "stand-in: a definition of ${name} fails the check of ${elemType.name}")
+        (map (def: def.value) defs);
+    };
+    types.submodule = module: {
+      name = "submodule";
+      merge = loc: defs: builtins.mapAttrs
+        (name: option:
+          let values = builtins.concatMap (def: if def.value ? ${name} then [ def.value.${name} ] else [ ]) defs;
+          in if values == [ ] then option.default
+          else option.type.merge (loc ++ [ name ]) (map definition values))
+        module.options;
+    };
+  };
+  flake-parts-lib.mkTransposedPerSystemModule = args: { transposed = args; };
+  evalFlake = module: perSystem:
+    let
+      declared = (module { inherit lib flake-parts-lib; }).transposed;
+      inherit (declared) name;
+    in {
+      ${name} = builtins.mapAttrs
+        (system: configs: declared.option.type.merge [ "perSystem" system name ]
+          (map (config: definition config.${name}) (builtins.filter (config: config ? ${name}) configs)))
+        perSystem;
+    };
+}
+"#;
+
+/// A flake without inputs that declares `perSystem.n2d` in two modules, as
+/// a user of `flakeModules.default` would, evaluated with the stand-in.
+fn flake_using_the_module(dir: &Path) -> PathBuf {
+    let flake = dir.join("app");
+    std::fs::create_dir_all(flake.join("nix")).unwrap();
+    for file in ["lib.nix", "flake-module.nix"] {
+        std::fs::copy(repo(&format!("nix/{file}")), flake.join("nix").join(file)).unwrap();
+    }
+    std::fs::write(flake.join("stand-in.nix"), FLAKE_PARTS_STAND_IN).unwrap();
+    std::fs::write(
+        flake.join("flake.nix"),
+        r#"{
+  outputs = { self }:
+    let
+      parts = import ./stand-in.nix;
+      n2d = import ./nix/lib.nix;
+      perSystem = [
+        {
+          n2d.services.api = {
+            imports = [ ":tls" ];
+            command = [ "api" "--port" (n2d.ref "self.ports.http") ];
+            env.RUST_LOG = n2d.mkDefault "info";
+          };
+          n2d.modules.tls.env.TLS = "1";
+          n2d.deployments.dev.services = [ ":api" ];
+        }
+        {
+          n2d.services.api = {
+            imports = [ ":metrics" ];
+            env.RUST_LOG = n2d.mkForce "warn";
+            ports.http = 8080;
+          };
+          n2d.services.db.command = [ "db" ];
+          n2d.modules.metrics.env.METRICS = "1";
+          n2d.deployments.dev.services = [ ":db" ];
+        }
+        { packages.default = "not n2d's"; }
+      ];
+    in
+    parts.evalFlake (import ./nix/flake-module.nix) {
+      x86_64-linux = perSystem;
+      aarch64-linux = [ ];
+    };
+}
+"#,
+    )
+    .unwrap();
+    flake
+}
+
+/// The flake's `n2d.<system>` output, read back by `fromFlake`, is an n2d
+/// module file whose properties are still data.
+#[test]
+fn flake_module_exposes_per_system_n2d_as_a_module_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = flake_using_the_module(dir.path());
+    let path = path.display();
+    check(
+        &format!("n2d.fromFlakeFor \"x86_64-linux\" {path}"),
+        json!({
+            "services": {
+                "api": {
+                    "imports": [":tls", ":metrics"],
+                    "command": ["api", "--port", "${{ self.ports.http }}"],
+                    "env": { "RUST_LOG": { "_type": "merge", "contents": [
+                        { "_type": "override", "priority": 1000, "content": "info" },
+                        { "_type": "override", "priority": 50, "content": "warn" },
+                    ] } },
+                    "ports": { "http": 8080 },
+                },
+                "db": { "command": ["db"] },
+            },
+            "modules": {
+                "tls": { "env": { "TLS": "1" } },
+                "metrics": { "env": { "METRICS": "1" } },
+            },
+            "deployments": { "dev": { "services": [":api", ":db"] } },
+        }),
+    );
+    // A system that declares nothing still has the structure, empty.
+    check(
+        &format!("n2d.fromFlakeFor \"aarch64-linux\" {path}"),
+        json!({ "services": {}, "modules": {}, "deployments": {} }),
+    );
+}
+
+/// The same output handed to n2d itself (as the `n2d.json` of a package):
+/// n2d's merge decides what the flake module left to it.
+#[test]
+fn flake_module_output_resolves_in_n2d() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = flake_using_the_module(dir.path());
+    let module = eval(&format!(
+        "n2d.fromFlakeFor \"x86_64-linux\" {}",
+        path.display()
+    ))
+    .unwrap_or_else(|stderr| panic!("the flake's n2d output:\n{stderr}"));
+    let ws = TestWorkspace::new();
+    ws.write("app/n2d.json", &module.to_string());
+    let out = ws.n2d(&["show", "//app:api", "--deployment", "//app:dev", "--json"]);
+    assert!(
+        out.status.success(),
+        "n2d show:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).expect("n2d show --json prints JSON");
+    let api = &shown["value"];
+    assert_eq!(api["command"], json!(["api", "--port", "8080"]));
+    // mkForce from one flake module beats mkDefault from another.
+    assert_eq!(api["env"]["RUST_LOG"], "warn");
+    // Both modules' imports took part.
+    assert_eq!(api["env"]["TLS"], "1");
+    assert_eq!(api["env"]["METRICS"], "1");
+    assert_eq!(shown["provenance"]["env.RUST_LOG"][0]["priority"], 50);
 }
