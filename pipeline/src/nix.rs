@@ -93,6 +93,14 @@ pub fn imported_files(file: &Path) -> Vec<PathBuf> {
         for literal in relative_path_literals(&text) {
             let mut path = normalize(&dir.join(literal));
             if path.is_dir() {
+                // A folder is its default.nix; a flake folder (`fromFlake
+                // ./.`) is its flake.nix and lock too.
+                for extra in ["flake.nix", "flake.lock"] {
+                    let extra = path.join(extra);
+                    if extra != file && extra.is_file() && seen.insert(extra.clone()) {
+                        queue.push(extra);
+                    }
+                }
                 path = path.join("default.nix");
             }
             if path.is_file()
@@ -188,7 +196,10 @@ pub fn evaluate_module(file: &Path, lib: &Path) -> Result<String, String> {
     let instantiate = tool("nix-instantiate")?;
     let json = run(
         Command::new(instantiate)
-            .args(["--eval", "--strict", "--json", "--arg", "n2d"])
+            .args(["--eval", "--strict", "--json"])
+            // `n2d.fromFlake` reads flakes.
+            .args(["--extra-experimental-features", "flakes"])
+            .args(["--arg", "n2d"])
             .arg(format!("import {}", nix_string(&lib.to_string_lossy())))
             .arg(file),
         &format!("nix-instantiate on {}", file.display()),

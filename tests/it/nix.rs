@@ -368,3 +368,31 @@ fn a_derivation_is_built_once_and_runs_from_the_procfile_and_the_image() {
         "Hello from a Nix derivation, world ()"
     );
 }
+
+#[test]
+fn a_flake_read_through_n2d_nix_is_evaluated_again_when_flake_nix_changes() {
+    if !nix_installed() {
+        return;
+    }
+    let ws = TestWorkspace::new();
+    let flake = |word: &str| {
+        format!(
+            "{{\n  outputs = _: let module = {{\n    services.api = {{ command = [ \"/bin/echo\" \"{word}\" ]; }};\n    deployments.dev.services = [ \":api\" ];\n  }}; in {{ n2d.x86_64-linux = module; n2d.aarch64-linux = module; }};\n}}\n"
+        )
+    };
+    ws.write("app/flake.nix", &flake("first"));
+    ws.write("app/n2d.nix", "{ n2d, ... }: n2d.fromFlake ./.\n");
+    let first = ws.build_json(&["//app:dev"]);
+    assert_eq!(first["ok"], true, "{first}");
+    assert!(ws
+        .read("n2d-out/app/dev/json/services/api.json")
+        .contains("first"));
+
+    ws.write("app/flake.nix", &flake("second"));
+    let second = ws.build_json(&["//app:dev"]);
+    assert_eq!(second["ok"], true, "{second}");
+    assert_eq!(counts(&second, "parse").0, 1, "{second}");
+    assert!(ws
+        .read("n2d-out/app/dev/json/services/api.json")
+        .contains("second"));
+}
