@@ -610,6 +610,12 @@ impl Session {
                     gone.push(installable);
                     continue;
                 }
+                // The outputs are inputs of the no-op stamp: one collected
+                // by Nix's garbage collector makes the next build realize it
+                // again instead of trusting the stamp.
+                result
+                    .inputs
+                    .extend(realization.outputs.values().map(PathBuf::from));
                 realized.insert(
                     installable,
                     RealizedEntry {

@@ -396,3 +396,64 @@ fn a_flake_read_through_n2d_nix_is_evaluated_again_when_flake_nix_changes() {
         .read("n2d-out/app/dev/json/services/api.json")
         .contains("second"));
 }
+
+#[test]
+fn a_flake_installable_is_built_with_nix_build_and_its_main_program_runs() {
+    if !nix_installed() || !require_tool("nix") {
+        return;
+    }
+    let ws = TestWorkspace::new();
+    ws.write("n2d.workspace.toml", "default_targets = [\"procfile\"]\n");
+    let flake = |words: &str| {
+        format!(
+            "{{\n  outputs = _: {{\n    packages.x86_64-linux.hello = (builtins.derivation {{\n      name = \"flake-hello-2.0\";\n      system = \"x86_64-linux\";\n      builder = \"/bin/sh\";\n      args = [ \"-c\" \"export PATH=/usr/bin:/bin; mkdir -p $out/bin; printf '#!/bin/sh\\\\necho {words}\\\\n' > $out/bin/greet; chmod +x $out/bin/greet\" ];\n    }}) // {{ meta.mainProgram = \"greet\"; }};\n  }};\n}}\n"
+        )
+    };
+    ws.write("pkgs/flake.nix", &flake("flake hello"));
+    ws.write(
+        "app/n2d.toml",
+        "[services.hi]\npackage = \"./pkgs#hello\"\n\n[deployments.dev]\nservices = [\":hi\"]\n",
+    );
+    let run = || {
+        let out = Command::new(ws.root.join("n2d-out/app/dev/procfile/bin/hi"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    };
+    let first = ws.build_json(&["//app:dev"]);
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(counts(&first, "realize"), (1, 0), "{first}");
+    // meta.mainProgram, not the name, picks the program (as `nix run`).
+    assert_eq!(run(), "flake hello");
+
+    // The flake's files are inputs of the realization.
+    ws.write("pkgs/flake.nix", &flake("flake hello again"));
+    let second = ws.build_json(&["//app:dev"]);
+    assert_eq!(counts(&second, "realize"), (1, 0), "{second}");
+    assert_eq!(run(), "flake hello again");
+
+    // Nix's garbage collector removes the output: the next build does not
+    // trust its stamp or its cached realization, and builds it again.
+    let script = ws.read("n2d-out/app/dev/procfile/bin/hi");
+    let program = script
+        .split_whitespace()
+        .find(|w| w.starts_with("/nix/store/") && w.ends_with("/bin/greet"))
+        .unwrap_or_else(|| panic!("{script}"))
+        .trim_end_matches("/bin/greet")
+        .to_string();
+    let deleted = Command::new("nix-store")
+        .args(["--delete", &program])
+        .output()
+        .unwrap();
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert!(!Path::new(&program).exists());
+    let third = ws.build_json(&["//app:dev"]);
+    assert_eq!(third["ok"], true, "{third}");
+    assert_eq!(counts(&third, "realize").0, 1, "{third}");
+    assert!(Path::new(&program).exists());
+    assert_eq!(run(), "flake hello again");
+}
