@@ -99,6 +99,10 @@ pub struct UpArgs {
     pub timestamps: bool,
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+    /// With a detached manager: end with the build summary as one JSON
+    /// object on stdout (its `by_kind.launch` says whether it launched).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

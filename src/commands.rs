@@ -2,6 +2,7 @@
 //! print. Errors from libraries already carry their full message.
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use n2d_modules::{parse_label, parse_pattern, LabelKind, LocalEnv, Universe, Workspace};
@@ -221,7 +222,40 @@ fn up(cwd: &Path, args: UpArgs) -> Result<ExitCode> {
         jobs: args.jobs,
         keep_going: false,
     };
-    let (progress, callback) = BuildProgress::new(false);
+    let (progress, callback) = BuildProgress::new(args.json);
+    let (detached, external) = match external {
+        Some(manager) if manager.detached() => (Some(manager), None),
+        other => (None, other),
+    };
+    if let Some(manager) = detached {
+        // A detached manager is the last node of the build: it launches
+        // only an output other than the one it launched last.
+        let launch = n2d_pipeline::LaunchRequest {
+            manager: Arc::from(manager),
+            deployment,
+            target: target.clone(),
+            force: args.force,
+        };
+        let result = session
+            .up(&request, &launch, callback)
+            .map_err(|e| anyhow!("{e}"))?;
+        progress.finish();
+        report_build(&result, false, args.json);
+        if !result.ok {
+            return Ok(ExitCode::from(1));
+        }
+        let launched = result
+            .summary
+            .by_kind
+            .get("launch")
+            .is_some_and(|counts| counts.executed > 0);
+        if launched {
+            eprintln!("launched {label} ({target}) with {manager_name}");
+        } else {
+            eprintln!("{label} ({target}) is already launched with {manager_name} and unchanged; --force launches it again");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let result = session
         .build(&request, callback)
         .map_err(|e| anyhow!("{e}"))?;
@@ -245,39 +279,10 @@ fn up(cwd: &Path, args: UpArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(outcome.code.clamp(0, 255) as u8));
     };
+    // A foreground manager (honcho, overmind…) runs until the services stop.
     let context = n2d_rules::manager::LaunchContext::new(&dir, &deployment);
-    if !manager.detached() {
-        drop(session);
-        manager.up(&context).map_err(|e| anyhow!("{e}"))?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    // A detached launch is skipped when the output it would launch is the
-    // one launched last time (the launch record).
-    let record = format!("{label} {target} {manager_name}");
-    let digest = n2d_pipeline::materialize::recorded_source(&dir)
-        .and_then(|hex| n2d_cache::Digest::from_hex(&hex))
-        .ok_or_else(|| anyhow!("error: {} holds no finished build", dir.display()))?;
-    let last = session
-        .cache()
-        .map_err(|e| anyhow!("{e}"))?
-        .launch_record(&record)
-        .map_err(|e| anyhow!("{e}"))?;
-    if last == Some(digest) && !args.force {
-        eprintln!("{label} ({target}) is already launched with {manager_name} and unchanged; --force launches it again");
-        return Ok(ExitCode::SUCCESS);
-    }
+    drop(session);
     manager.up(&context).map_err(|e| anyhow!("{e}"))?;
-    session
-        .cache()
-        .map_err(|e| anyhow!("{e}"))?
-        .put_launch_record(&record, &digest)
-        .map_err(|e| anyhow!("{e}"))?;
-    session
-        .cache()
-        .map_err(|e| anyhow!("{e}"))?
-        .flush()
-        .map_err(|e| anyhow!("{e}"))?;
-    eprintln!("launched {label} ({target}) with {manager_name}");
     Ok(ExitCode::SUCCESS)
 }
 

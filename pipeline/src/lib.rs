@@ -8,6 +8,7 @@
 mod codec;
 mod direct;
 mod interface;
+mod launch;
 mod layers;
 pub mod materialize;
 pub mod nix;
@@ -17,4 +18,5 @@ mod stamp;
 mod tasks;
 
 pub use direct::evaluate_workspace;
+pub use launch::LaunchRequest;
 pub use session::{option_set, BuildRequest, BuildResult, ProgressFn, Session, SessionError};

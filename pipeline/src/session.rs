@@ -23,6 +23,7 @@ use n2d_engine::{
 use n2d_modules::{Format, OptionSet, Workspace};
 use n2d_rules::{Deployment, Rule};
 
+use crate::launch::{LaunchRequest, LaunchTask};
 use crate::materialize;
 use crate::plan::{Plan, PlanRequest};
 use crate::tasks::{
@@ -550,6 +551,68 @@ impl Session {
                 &result.summary,
             );
         }
+        Ok(result)
+    }
+
+    /// Builds `request`, then launches the folder of `launch` with its
+    /// detached manager: a Launch task, added only when the folder holds an
+    /// output other than the one launched last (or `launch.force`).
+    pub fn up(
+        &self,
+        request: &BuildRequest,
+        launch: &LaunchRequest,
+        progress: Option<ProgressFn>,
+    ) -> Result<BuildResult, SessionError> {
+        let mut result = self.build(request, progress.clone())?;
+        if !result.ok {
+            return Ok(result);
+        }
+        let dir = self.target_dir(
+            &launch.deployment.package,
+            &launch.deployment.name,
+            &launch.target,
+        );
+        let Some(assembled) =
+            materialize::recorded_source(&dir).and_then(|hex| n2d_cache::Digest::from_hex(&hex))
+        else {
+            result.ok = false;
+            result.errors.push(format!(
+                "error: {} holds no finished build of the `{}` target",
+                dir.display(),
+                launch.target
+            ));
+            return Ok(result);
+        };
+        let cache = self.cache()?.clone();
+        if !launch.force && cache.launch_record(&launch.record())? == Some(assembled) {
+            result.summary.cached += 1;
+            result.summary.by_kind.entry("launch").or_default().cached += 1;
+            return Ok(result);
+        }
+        let mut engine = Engine::new(cache.clone(), EngineConfig::default())?;
+        if let Some(progress) = progress {
+            engine.on_progress(move |event| progress(event));
+        }
+        let mut graph = Graph::new();
+        graph.add(
+            LaunchTask {
+                identity: format!(
+                    "launch //{}:{} ({}) with {}",
+                    launch.deployment.package,
+                    launch.deployment.name,
+                    launch.target,
+                    launch.manager.name()
+                ),
+                request: launch.clone(),
+                dir,
+                assembled,
+                cache,
+            },
+            &[],
+        );
+        let report = engine.run(graph)?;
+        self.absorb(&report, &mut result);
+        result.ok = result.errors.is_empty() && result.summary.failed == 0;
         Ok(result)
     }
 

@@ -61,7 +61,16 @@ fn a_detached_launch_runs_only_when_the_output_changed() {
         );
         out
     };
-    up(&[]);
+    // The launch is the build's last task: `by_kind.launch` counts it as
+    // executed when the manager ran, cached when the output was launched.
+    let launch_counts = |out: &Output| {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let summary: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().expect("a JSON summary")).unwrap();
+        crate::support::counts(&summary, "launch")
+    };
+    let first = up(&["--json"]);
+    assert_eq!(launch_counts(&first), (1, 0));
     assert_eq!(calls(&log).len(), 1, "{:?}", calls(&log));
     assert!(
         calls(&log)[0].starts_with("apply --server-side"),
@@ -69,7 +78,8 @@ fn a_detached_launch_runs_only_when_the_output_changed() {
         calls(&log)
     );
 
-    let again = up(&[]);
+    let again = up(&["--json"]);
+    assert_eq!(launch_counts(&again), (0, 1));
     assert_eq!(
         calls(&log).len(),
         1,
@@ -77,7 +87,8 @@ fn a_detached_launch_runs_only_when_the_output_changed() {
     );
     assert!(String::from_utf8_lossy(&again.stderr).contains("already launched"));
 
-    up(&["--force"]);
+    let forced = up(&["--force", "--json"]);
+    assert_eq!(launch_counts(&forced), (1, 0));
     assert_eq!(calls(&log).len(), 2, "--force launches again");
 
     let text = ws.read("app/n2d.toml").replace("\"one\"", "\"two\"");
@@ -149,4 +160,43 @@ fn targets_lists_every_target_with_its_managers() {
     }
     assert!(stdout.contains("supervisor (built in)"), "{stdout}");
     assert!(stdout.contains("podman-kube"), "{stdout}");
+}
+
+#[test]
+fn a_failed_launch_fails_up_and_is_tried_again() {
+    let ws = TestWorkspace::new();
+    ws.write(
+        "app/n2d.toml",
+        "[services.web]\nimage = \"docker.io/library/nginx:1\"\n\n[deployments.prod]\nservices = [\":web\"]\n",
+    );
+    let tools = tempfile::tempdir().unwrap();
+    let bin = tools.path().join("bin");
+    let log = tools.path().join("calls");
+    std::fs::create_dir_all(&bin).unwrap();
+    let kubectl = bin.join("kubectl");
+    std::fs::write(
+        &kubectl,
+        "#!/bin/sh\necho 'the cluster is unreachable' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let args = ["up", "//app:prod", "--target", "k8s"];
+    let failed = n2d_with_path(&ws, &bin, &args);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("launch //app:prod (k8s) with kubectl"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the cluster is unreachable"), "{stderr}");
+
+    // Nothing was recorded as launched: once the tool works, up launches.
+    fake_kubectl(&bin, &log);
+    let out = n2d_with_path(&ws, &bin, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(calls(&log).len(), 1, "{:?}", calls(&log));
 }
