@@ -1,9 +1,8 @@
 //! `n2d build --target oci` through the whole pipeline: the workspace's base
 //! layer and a service's local program are declared inputs of the render,
 //! so the image is built from them, changes when they change, and runs.
-use std::process::Command;
 
-use crate::support::{busybox_base_layer, counts, require_tool, TestWorkspace};
+use crate::support::{busybox_base_layer, counts, require_tool, skopeo_inspect, TestWorkspace};
 
 #[test]
 fn an_image_is_built_from_the_base_layer_and_a_local_program() {
@@ -26,17 +25,7 @@ fn an_image_is_built_from_the_base_layer_and_a_local_program() {
     assert_eq!(first["ok"], true, "{first}");
     let layout = ws.root.join("n2d-out/app/dev/oci");
     let digest = || -> String {
-        let out = Command::new("skopeo")
-            .arg("inspect")
-            .arg(format!("oci:{}:dev-greeter", layout.display()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let value = skopeo_inspect(&layout, "dev-greeter");
         assert!(
             value["Layers"].as_array().unwrap().len() >= 3,
             "base, program, service: {value}"

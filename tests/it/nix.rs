@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::{busybox_base_layer, counts, require_tool, TestWorkspace};
+use crate::support::{busybox_base_layer, counts, require_tool, skopeo_inspect, TestWorkspace};
 
 fn nix_installed() -> bool {
     ["nix-instantiate", "nix-build", "nix-store"]
@@ -324,17 +324,7 @@ fn a_derivation_is_built_once_and_runs_from_the_procfile_and_the_image() {
 
     // The image holds the closure, a layer per store path, and runs.
     let layout = ws.root.join("n2d-out/hello/dev/oci");
-    let inspect = Command::new("skopeo")
-        .arg("inspect")
-        .arg(format!("oci:{}:dev-hello", layout.display()))
-        .output()
-        .unwrap();
-    assert!(
-        inspect.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inspect.stderr)
-    );
-    let value: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let value = skopeo_inspect(&layout, "dev-hello");
     assert_eq!(
         value["Layers"].as_array().unwrap().len(),
         4,

@@ -118,3 +118,18 @@ pub fn busybox_base_layer() -> Vec<u8> {
     }
     builder.into_inner().unwrap()
 }
+
+/// `skopeo inspect` of the image tagged `tag` in the OCI layout `layout`.
+pub fn skopeo_inspect(layout: &Path, tag: &str) -> serde_json::Value {
+    let out = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        out.status.success(),
+        "skopeo inspect {tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("skopeo prints JSON")
+}
