@@ -267,17 +267,14 @@ fn up(cwd: &Path, args: UpArgs) -> Result<ExitCode> {
     let dir = session.target_dir(&label.package, &label.name, &target);
     let Some(manager) = external else {
         // The supervisor runs in the foreground; release the workspace lock
-        // so that builds (and `n2d watch`) can run while services do.
+        // so that builds (and `n2d watch`) can run while services do. Then
+        // this process becomes the supervisor: same pid, terminal and
+        // signals, but a fresh image without the build's memory.
         drop(session);
-        let options = n2d_supervisor::Options {
-            timestamps: args.timestamps,
-            ..n2d_supervisor::Options::from_env()
-        };
-        let outcome = n2d_supervisor::run(&dir, options).map_err(|e| anyhow!("{e}"))?;
-        if !outcome.summary.is_empty() {
-            eprintln!("{}", outcome.summary);
-        }
-        return Ok(ExitCode::from(outcome.code.clamp(0, 255) as u8));
+        let mut supervisor =
+            crate::supervisor_command(&dir, args.timestamps, crate::WhenIdle::Exit);
+        let error = std::os::unix::process::CommandExt::exec(&mut supervisor);
+        bail!("error: cannot start the supervisor: {error}");
     };
     // A foreground manager (honcho, overmind…) runs until the services stop.
     let context = n2d_rules::manager::LaunchContext::new(&dir, &deployment);

@@ -13,10 +13,11 @@
 //! Wait for a batch of relevant changes, discover the workspace again (a
 //! new package is a new module file), open a [`Session`], build the
 //! deployment for the procfile target, drop the session, and hand the new
-//! `launch.json` to the running [`Supervisor`], which restarts exactly the
-//! services whose `spec_digest` changed (and their dependants), starts
-//! added ones and stops removed ones. A failed build is printed and applies
-//! nothing. Then the watched folders follow the build's inputs.
+//! `launch.json` to the running supervisor ([`SupervisorProcess`], a child
+//! process told to `reload` over its control socket), which restarts
+//! exactly the services whose `spec_digest` changed (and their dependants),
+//! starts added ones and stops removed ones. A failed build is printed and
+//! applies nothing. Then the watched folders follow the build's inputs.
 //!
 //! # The workspace lock
 //!
@@ -36,6 +37,7 @@
 mod filter;
 mod signals;
 mod status;
+mod supervisor_process;
 mod watcher;
 
 use std::collections::BTreeSet;
@@ -47,7 +49,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Result};
 use n2d_modules::{parse_label, Label};
 use n2d_pipeline::{BuildRequest, BuildResult};
-use n2d_supervisor::{Dependants, LaunchSpec, Supervisor};
+use n2d_supervisor::LaunchSpec;
 
 use crate::cli::WatchArgs;
 use crate::commands::{open_session, report_build, workspace};
@@ -56,6 +58,7 @@ use crate::progress::BuildProgress;
 use self::filter::PathFilter;
 use self::signals::StopSignals;
 use self::status::{Applied, Cause};
+use self::supervisor_process::SupervisorProcess;
 use self::watcher::FolderWatcher;
 
 const TARGET: &str = "procfile";
@@ -93,11 +96,7 @@ pub fn run(cwd: &Path, args: WatchArgs) -> Result<ExitCode> {
             keep_going: false,
         },
         label,
-        supervisor_options: n2d_supervisor::Options {
-            timestamps: args.timestamps,
-            stay_when_idle: true,
-            ..n2d_supervisor::Options::from_env()
-        },
+        timestamps: args.timestamps,
         running: None,
         inputs: BTreeSet::new(),
         target,
@@ -135,12 +134,8 @@ pub fn run(cwd: &Path, args: WatchArgs) -> Result<ExitCode> {
     })();
 
     // Stop the services in reverse dependency order, also after an error.
-    if let Some((_, supervisor)) = watch.running.take() {
-        supervisor.stop();
-        let ended = supervisor.wait().map_err(|e| anyhow!("{e}"))?;
-        if !ended.summary.is_empty() {
-            eprintln!("{}", ended.summary);
-        }
+    if let Some(supervisor) = watch.running.take() {
+        supervisor.stop()?;
     }
     outcome?;
     Ok(ExitCode::SUCCESS)
@@ -151,9 +146,10 @@ struct WatchLoop {
     cwd: PathBuf,
     label: Label,
     request: BuildRequest,
-    supervisor_options: n2d_supervisor::Options,
-    /// The supervisor and the folder it runs from, once a build succeeded.
-    running: Option<(PathBuf, Supervisor)>,
+    /// Log lines with times (`--timestamps`).
+    timestamps: bool,
+    /// The supervisor, once a build succeeded.
+    running: Option<SupervisorProcess>,
     /// What the last build read; after a failed build, also what the last
     /// good one read, so that nothing drops out of the watch while the
     /// definitions are broken.
@@ -285,31 +281,21 @@ impl WatchLoop {
     /// launch spec the supervisor refused, shown while services keep
     /// running. `Ok(None)` means the supervisor was started.
     fn apply(&mut self, dir: &Path) -> Result<Result<Option<Vec<n2d_supervisor::Change>>>> {
-        match &self.running {
+        match &mut self.running {
             // The supervisor keeps its logs and socket in its folder and runs
             // commands relative to it; a moved output folder (a changed
             // `output_dir`) needs a new supervisor.
-            Some((running_dir, supervisor)) if running_dir == dir => {
-                let spec = match LaunchSpec::load(dir) {
-                    Ok(spec) => spec,
-                    Err(e) => return Ok(Err(anyhow!("{e}"))),
-                };
-                match supervisor.apply(spec, Dependants::Restart) {
-                    Ok(changes) => Ok(Ok(Some(changes))),
-                    Err(n2d_supervisor::Error::Gone) => {
-                        bail!("the supervisor ended unexpectedly; please report a bug")
-                    }
-                    Err(e) => Ok(Err(anyhow!("{e}"))),
-                }
+            Some(supervisor) if supervisor.dir() == dir => {
+                // The supervisor reads and checks `launch.json` itself.
+                Ok(supervisor.apply()?.map(Some))
             }
             _ => {
-                if let Some((_, old)) = self.running.take() {
-                    old.stop();
-                    old.wait().map_err(|e| anyhow!("{e}"))?;
+                if let Some(old) = self.running.take() {
+                    old.stop()?;
                 }
-                match Supervisor::start(dir, self.supervisor_options.clone()) {
+                match SupervisorProcess::start(dir, self.timestamps)? {
                     Ok(supervisor) => {
-                        self.running = Some((dir.to_path_buf(), supervisor));
+                        self.running = Some(supervisor);
                         Ok(Ok(None))
                     }
                     Err(e) => Ok(Err(anyhow!("cannot start the supervisor: {e}"))),

@@ -1,8 +1,7 @@
 //! SIGINT and SIGTERM as a flag the watch loop polls.
 //!
-//! The supervisor's own signal forwarding belongs to `n2d_supervisor::run`
-//! (`n2d up`) and is private to it; the watch loop drives a
-//! [`n2d_supervisor::Supervisor`] itself, so it needs its own handlers. A flag
+//! The supervisor, a child process, handles its own signals; the watch loop
+//! needs its own handlers to stop it (and wait for it) on the way out. A flag
 //! is enough because the loop never blocks for long: it waits for file events
 //! with a short timeout and checks [`StopSignals::requested`] in between.
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +22,8 @@ extern "C" fn on_signal(signal: libc::c_int) {
     if STOP_REQUESTED.swap(true, Ordering::SeqCst) {
         // A second signal: the user insists, for instance while a build
         // waits for another process's lock. Die by the default action; the
-        // supervisor's keepers notice and kill the services.
+        // supervisor child dies with us (parent-death signal) and its
+        // keepers then kill the services.
         // SAFETY: signal and raise are async-signal-safe.
         unsafe {
             libc::signal(signal, libc::SIG_DFL);
