@@ -3,19 +3,21 @@
 //! can see what runs and the watch loop can restart or reload services.
 //!
 //! The protocol is one request line (`status`, `restart <service>`, `reload`,
-//! `reload dependants`, `stop`) and one JSON reply line ([`Reply`]).
+//! `reload dependants`, `stop`) and one JSON reply line ([`Reply`]). The
+//! server side is non-blocking and driven by the supervisor's loop: a
+//! reload's reply is written when the new processes run, while other
+//! clients are served meanwhile.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
-use crate::supervisor::{Change, Dependants, Event, InstanceStatus, Request};
+use crate::reactor;
+use crate::supervisor::{Change, Dependants, InstanceStatus};
 use crate::{Error, LaunchSpec};
 
 /// The control socket's file name inside the target folder.
@@ -31,17 +33,50 @@ pub enum Reply {
     Error(String),
 }
 
-/// The listening side, owned by the supervisor's loop.
+/// The listening side, owned by the supervisor's loop; non-blocking.
 pub(crate) struct ControlServer {
     path: PathBuf,
-    closing: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    listener: UnixListener,
+    connections: HashMap<u64, Connection>,
+    next_id: u64,
 }
+
+/// A request as the loop handles it.
+pub(crate) enum Request {
+    Status,
+    Restart(String),
+    Apply(LaunchSpec, Dependants),
+    Stop,
+}
+
+/// One client: reading its request line, waiting for the loop's answer,
+/// or writing the reply.
+struct Connection {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    written: usize,
+}
+
+/// What reading from a client gave.
+pub(crate) enum Incoming {
+    /// The request line is not complete yet.
+    Nothing,
+    /// A whole request; the client's descriptor is not read any further.
+    Request(Request, RawFd),
+    /// A malformed request, to answer with this reply.
+    Refused(Reply, RawFd),
+    /// The client went away (closing its descriptor left the epoll set).
+    Gone,
+}
+
+/// A request line longer than this is refused.
+const MAX_REQUEST: usize = 4096;
 
 impl ControlServer {
     /// Binds the socket, replacing a stale one left by a killed run, and
     /// refusing when another supervisor still answers on it.
-    pub(crate) fn bind(dir: &Path, events: Sender<Event>) -> Result<ControlServer, Error> {
+    pub(crate) fn bind(dir: &Path) -> Result<ControlServer, Error> {
         let path = dir.join(SOCKET_FILE);
         if path.exists() {
             if UnixStream::connect(&path).is_ok() {
@@ -52,73 +87,124 @@ impl ControlServer {
         }
         let listener = UnixListener::bind(&path)
             .map_err(|source| Error::io("bind control socket", &path, source))?;
-        let closing = Arc::new(AtomicBool::new(false));
-        let dir = dir.to_path_buf();
-        let thread = {
-            let closing = closing.clone();
-            std::thread::Builder::new()
-                .name("n2d-control".into())
-                .spawn(move || serve(listener, &dir, &events, &closing))
-                .map_err(|source| Error::Os {
-                    what: "start the control thread",
-                    source,
-                })?
-        };
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| Error::io("configure control socket", &path, source))?;
         Ok(ControlServer {
             path,
-            closing,
-            thread: Some(thread),
+            listener,
+            connections: HashMap::new(),
+            next_id: 0,
         })
+    }
+
+    pub(crate) fn listener_fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+
+    /// Accepts waiting clients; returns their ids and descriptors, to be
+    /// registered for reading.
+    pub(crate) fn accept(&mut self) -> Vec<(u64, RawFd)> {
+        let mut accepted = Vec::new();
+        while let Ok((stream, _)) = self.listener.accept() {
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            self.next_id += 1;
+            accepted.push((self.next_id, stream.as_raw_fd()));
+            self.connections.insert(
+                self.next_id,
+                Connection {
+                    stream,
+                    input: Vec::new(),
+                    output: Vec::new(),
+                    written: 0,
+                },
+            );
+        }
+        accepted
+    }
+
+    /// Reads from a client, until its request line is complete.
+    pub(crate) fn read(&mut self, id: u64, dir: &Path) -> Incoming {
+        let Some(connection) = self.connections.get_mut(&id) else {
+            return Incoming::Nothing;
+        };
+        let fd = connection.stream.as_raw_fd();
+        loop {
+            match reactor::read_into(fd, &mut connection.input, 512) {
+                reactor::ReadOutcome::Data if connection.input.len() <= MAX_REQUEST => {}
+                reactor::ReadOutcome::WouldBlock => break,
+                _ if connection.input.contains(&b'\n') => break,
+                _ => {
+                    self.connections.remove(&id);
+                    return Incoming::Gone;
+                }
+            }
+        }
+        let Some(end) = connection.input.iter().position(|&b| b == b'\n') else {
+            return Incoming::Nothing;
+        };
+        let line = String::from_utf8_lossy(&connection.input[..end])
+            .trim()
+            .to_owned();
+        connection.input = Vec::new();
+        match parse(&line, dir) {
+            Ok(request) => Incoming::Request(request, fd),
+            Err(reply) => Incoming::Refused(reply, fd),
+        }
+    }
+
+    /// Starts sending `reply` to a client; returns the descriptor to watch
+    /// for writability when the whole reply did not fit at once.
+    pub(crate) fn reply(&mut self, id: u64, reply: &Reply) -> Option<RawFd> {
+        let connection = self.connections.get_mut(&id)?;
+        let mut text = serde_json::to_vec(reply)
+            .unwrap_or_else(|_| b"{\"error\":\"cannot encode reply\"}".to_vec());
+        text.push(b'\n');
+        connection.output = text;
+        connection.written = 0;
+        self.write(id)
+    }
+
+    /// Whether a reply is being written to this client.
+    pub(crate) fn is_writing(&self, id: u64) -> bool {
+        self.connections
+            .get(&id)
+            .is_some_and(|c| !c.output.is_empty())
+    }
+
+    /// Writes more of a pending reply; closes the connection when done.
+    pub(crate) fn write(&mut self, id: u64) -> Option<RawFd> {
+        let connection = self.connections.get_mut(&id)?;
+        while connection.written < connection.output.len() {
+            match (&connection.stream).write(&connection.output[connection.written..]) {
+                Ok(n) => connection.written += n,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Some(connection.stream.as_raw_fd());
+                }
+                Err(_) => break,
+            }
+        }
+        self.connections.remove(&id);
+        None
     }
 }
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
-        self.closing.store(true, Ordering::SeqCst);
-        // Wake the blocking accept so the thread sees the flag.
-        let _ = UnixStream::connect(&self.path);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        // Clients still waiting see end of file: "the supervisor stopped".
+        self.connections.clear();
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-fn serve(listener: UnixListener, dir: &Path, events: &Sender<Event>, closing: &AtomicBool) {
-    // Scoped threads: a slow reload does not hold up a status request, and
-    // every connection thread is joined before the server returns.
-    std::thread::scope(|scope| {
-        for stream in listener.incoming() {
-            if closing.load(Ordering::SeqCst) {
-                break;
-            }
-            let Ok(stream) = stream else { continue };
-            scope.spawn(move || answer(stream, dir, events));
-        }
-    });
-}
-
-fn answer(stream: UnixStream, dir: &Path, events: &Sender<Event>) {
-    let mut line = String::new();
-    let mut reader = BufReader::new(&stream);
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    let reply = handle(line.trim(), dir, events);
-    let mut text = serde_json::to_string(&reply)
-        .unwrap_or_else(|_| "{\"error\":\"cannot encode reply\"}".into());
-    text.push('\n');
-    let _ = (&stream).write_all(text.as_bytes());
-}
-
-fn handle(request: &str, dir: &Path, events: &Sender<Event>) -> Reply {
+fn parse(request: &str, dir: &Path) -> Result<Request, Reply> {
     let (verb, argument) = request.split_once(' ').unwrap_or((request, ""));
-    let (reply_to, replies) = mpsc::channel();
-    let request = match (verb, argument) {
-        ("status", "") => Request::Status(reply_to),
-        ("restart", service) if !service.is_empty() => {
-            Request::Restart(service.to_owned(), reply_to)
-        }
+    match (verb, argument) {
+        ("status", "") => Ok(Request::Status),
+        ("restart", service) if !service.is_empty() => Ok(Request::Restart(service.to_owned())),
         ("reload", mode @ ("" | "dependants")) => match LaunchSpec::load(dir) {
             Ok(spec) => {
                 let dependants = if mode.is_empty() {
@@ -126,19 +212,13 @@ fn handle(request: &str, dir: &Path, events: &Sender<Event>) -> Reply {
                 } else {
                     Dependants::Restart
                 };
-                Request::Apply(spec, dependants, reply_to)
+                Ok(Request::Apply(spec, dependants))
             }
-            Err(error) => return Reply::Error(error_chain(&error)),
+            Err(error) => Err(Reply::Error(error_chain(&error))),
         },
-        ("stop", "") => Request::Stop(reply_to),
-        _ => return Reply::Error(format!("unknown request {request:?}")),
-    };
-    if events.send(Event::Request(request)).is_err() {
-        return Reply::Error("the supervisor is stopping".into());
+        ("stop", "") => Ok(Request::Stop),
+        _ => Err(Reply::Error(format!("unknown request {request:?}"))),
     }
-    replies
-        .recv()
-        .unwrap_or_else(|_| Reply::Error("the supervisor is stopping".into()))
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

@@ -49,12 +49,12 @@ pub(crate) struct Keeper {
     command: OwnedFd,
 }
 
-/// The supervisor's ends of the keeper's pipes.
+/// The supervisor's ends of the keeper's pipes, both non-blocking.
 pub(crate) struct KeeperPipes {
     /// The service's pid, then its wait status, each 4 native-endian bytes.
-    pub(crate) report: File,
+    pub(crate) report: OwnedFd,
     /// The service's stdout and stderr, merged.
-    pub(crate) log: File,
+    pub(crate) log: OwnedFd,
 }
 
 impl LaunchPlan {
@@ -135,14 +135,16 @@ impl Keeper {
             }
         }
         drop((command_read, report_write, log_write, devnull));
+        crate::reactor::set_nonblocking(report_read.as_raw_fd());
+        crate::reactor::set_nonblocking(log_read.as_raw_fd());
         Ok((
             Keeper {
                 pid,
                 command: command_write,
             },
             KeeperPipes {
-                report: File::from(report_read),
-                log: File::from(log_read),
+                report: report_read,
+                log: log_read,
             },
         ))
     }
@@ -175,7 +177,7 @@ fn resolve_program(dir: &Path, program: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("{program} is not found on PATH"))
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {

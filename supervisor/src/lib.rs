@@ -4,13 +4,15 @@
 //! # How it fits together
 //!
 //! - [`spec`]: the launch spec types, the contract with the procfile renderer.
-//! - `supervisor`: the loop thread that owns all state and the [`Supervisor`]
-//!   handle on it ([`run`] for `n2d up`, [`Supervisor::apply`] for the watch loop).
+//! - `supervisor`: the loop that owns all state and every descriptor
+//!   ([`run`], for `n2d up` and for the supervisor `n2d watch` starts).
+//! - `reactor`: the epoll set the loop waits on, one token per descriptor.
 //! - `keeper`: how one instance is started, so that nothing survives the run.
-//! - `probe`: readiness probes (exec, http, tcp).
+//! - `probe`: readiness probe attempts and their schedule.
 //! - `logs`: whole-line log multiplexing to stdout and `logs/<instance>.log`.
-//! - `control`: the `supervisor.sock` control socket and its [`client`].
-//! - `signals`: SIGINT/SIGTERM/SIGHUP as loop events.
+//! - `control`: the `supervisor.sock` control socket and its [`client`]; the
+//!   watch loop applies a new build with [`client::reload`].
+//! - `signals`: SIGINT/SIGTERM/SIGHUP as bytes on a pipe the loop reads.
 //!
 //! # No process outlives the run
 //!
@@ -28,15 +30,16 @@
 //!
 //! # Threads
 //!
-//! Per running instance: a waiter (keeper report → events), a log reader and,
-//! while probing, a probe thread; plus one log writer, the control socket
-//! server and the loop. Every thread is owned and joined.
+//! One: the loop, on the caller's thread. Readiness probe attempts (which
+//! block for up to their timeout) run on at most four helper threads,
+//! started when the first probe is due and joined at the end of the run.
 
 mod control;
 mod error;
 mod keeper;
 mod logs;
 mod probe;
+mod reactor;
 mod signals;
 pub mod spec;
 mod supervisor;
@@ -44,6 +47,4 @@ mod supervisor;
 pub use control::{client, Reply, SOCKET_FILE};
 pub use error::Error;
 pub use spec::{LaunchSpec, ServiceSpec, LAUNCH_SPEC_FILE, LAUNCH_SPEC_VERSION};
-pub use supervisor::{
-    run, Change, Dependants, InstanceState, InstanceStatus, Options, Outcome, Supervisor,
-};
+pub use supervisor::{run, Change, Dependants, InstanceState, InstanceStatus, Options, Outcome};

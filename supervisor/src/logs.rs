@@ -1,24 +1,23 @@
-//! Log multiplexing: one reader thread per instance pipe cuts the stream into
-//! whole lines, one writer thread prefixes them and writes them to stdout and
-//! to `logs/<instance>.log`.
+//! Log multiplexing on the loop's thread: a [`LogPipe`] per instance cuts
+//! its stream into whole lines, and the one [`LogOutput`] prefixes them into
+//! a buffer for stdout and appends them raw to `logs/<instance>.log`.
 //!
-//! Readers send chunks that hold only complete lines (a final partial line is
-//! completed with a newline at end of file), so the writer never has to
-//! interleave partial lines; the channel is bounded, so a slow terminal slows
-//! the services down instead of dropping lines. The writer flushes whenever
-//! its queue is empty, which keeps interactive output live and batch output fast.
+//! Only whole lines reach the output (a final partial line is completed
+//! with a newline at end of file), so lines of different instances never
+//! interleave. Writes to stdout block: a slow terminal slows the loop and,
+//! through the full pipes, the services, instead of dropping lines. The
+//! buffer is flushed when it is full and whenever the loop is about to
+//! wait, which keeps interactive output live and batch output fast.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::reactor::{self, ReadOutcome};
 use crate::Error;
 
 /// Where one instance's lines come from and how they are labelled.
@@ -26,23 +25,6 @@ pub(crate) struct LogSource {
     pub(crate) name: String,
     pub(crate) color: usize,
     pub(crate) file: PathBuf,
-}
-
-pub(crate) enum LogMessage {
-    /// Invariant: `bytes` is non-empty and ends with `\n`.
-    Lines {
-        source: Arc<LogSource>,
-        at: SystemTime,
-        bytes: Vec<u8>,
-    },
-    /// A line of the supervisor's own, without newline.
-    System(String),
-}
-
-/// The writer thread and the sending side of its queue.
-pub(crate) struct LogSink {
-    sender: Option<SyncSender<LogMessage>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 pub(crate) struct LogStyle {
@@ -55,10 +37,117 @@ pub(crate) struct LogStyle {
 /// Longest run of bytes without a newline that is kept as one line; a longer
 /// one is cut so that a service cannot make the supervisor's memory grow unboundedly.
 const MAX_LINE: usize = 1 << 20;
-const READ_SIZE: usize = 64 * 1024;
+/// One read from a log pipe; also the output buffer's flush threshold.
+pub(crate) const CHUNK: usize = 64 * 1024;
 
-impl LogSink {
-    pub(crate) fn start(style: LogStyle) -> Result<LogSink, Error> {
+/// One instance's log pipe and the partial line read from it so far.
+pub(crate) struct LogPipe {
+    fd: OwnedFd,
+    source: Rc<LogSource>,
+    /// Invariant: holds no newline.
+    partial: Vec<u8>,
+}
+
+/// What reading a log pipe found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Drained {
+    /// Nothing more for now; the pipe is still open.
+    Open,
+    /// End of file: every writer is gone, the last partial line was emitted.
+    Ended,
+}
+
+impl LogPipe {
+    pub(crate) fn new(fd: OwnedFd, source: Rc<LogSource>) -> LogPipe {
+        LogPipe {
+            fd,
+            source,
+            partial: Vec::new(),
+        }
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Reads at most `reads` chunks (fairness: a flooding instance yields to
+    /// the others between chunks) and emits the whole lines among them.
+    pub(crate) fn read(
+        &mut self,
+        reads: usize,
+        scratch: &mut Vec<u8>,
+        out: &mut LogOutput,
+    ) -> Drained {
+        for _ in 0..reads {
+            scratch.clear();
+            match reactor::read_into(self.fd(), scratch, CHUNK) {
+                ReadOutcome::Data => self.cut(scratch, out),
+                ReadOutcome::WouldBlock => return Drained::Open,
+                ReadOutcome::End => {
+                    self.finish(out);
+                    return Drained::Ended;
+                }
+            }
+        }
+        Drained::Open
+    }
+
+    /// Emits the partial line, completed with a newline; for end of file,
+    /// and for a run that ends while an escaped process holds the pipe.
+    pub(crate) fn finish(&mut self, out: &mut LogOutput) {
+        if !self.partial.is_empty() {
+            self.partial.push(b'\n');
+            out.lines(&self.source, &self.partial);
+            self.partial = Vec::new();
+        }
+    }
+
+    fn cut(&mut self, data: &[u8], out: &mut LogOutput) {
+        let Some(last) = data.iter().rposition(|&b| b == b'\n') else {
+            self.partial.extend_from_slice(data);
+            if self.partial.len() >= MAX_LINE {
+                self.finish(out);
+            }
+            return;
+        };
+        let mut whole = &data[..=last];
+        if !self.partial.is_empty() {
+            let first = whole
+                .iter()
+                .position(|&b| b == b'\n')
+                .expect("ends with one");
+            self.partial.extend_from_slice(&whole[..=first]);
+            out.lines(&self.source, &self.partial);
+            // Keep a small buffer for the next partial line, not a huge one.
+            if self.partial.capacity() > CHUNK {
+                self.partial = Vec::new();
+            } else {
+                self.partial.clear();
+            }
+            whole = &whole[first + 1..];
+        }
+        if !whole.is_empty() {
+            out.lines(&self.source, whole);
+        }
+        self.partial.extend_from_slice(&data[last + 1..]);
+    }
+}
+
+/// The prefixed output on stdout and the per-instance log files.
+pub(crate) struct LogOutput {
+    stdout: File,
+    buffer: Vec<u8>,
+    /// Log files by path; `None` when creating it failed (said once).
+    files: HashMap<PathBuf, Option<File>>,
+    style: LogStyle,
+    width: usize,
+    clock: Clock,
+}
+
+const COLORS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
+
+impl LogOutput {
+    pub(crate) fn new(style: LogStyle) -> Result<LogOutput, Error> {
         // Our own descriptor for stdout, so that std's line-buffered Stdout and
         // its lock stay out of the hot path.
         // SAFETY: dup returns a fresh descriptor or -1, checked below.
@@ -66,199 +155,104 @@ impl LogSink {
         if fd < 0 {
             return Err(Error::os("duplicate stdout"));
         }
-        // SAFETY: `fd` is fresh and owned by nobody else.
-        let stdout = unsafe { File::from_raw_fd(fd) };
-        let (sender, receiver) = mpsc::sync_channel(16);
-        let thread = std::thread::Builder::new()
-            .name("n2d-log-writer".into())
-            .spawn(move || write_logs(receiver, stdout, style))
-            .map_err(|source| Error::Os {
-                what: "start the log writer thread",
-                source,
-            })?;
-        Ok(LogSink {
-            sender: Some(sender),
-            thread: Some(thread),
+        Ok(LogOutput {
+            // SAFETY: `fd` is fresh and owned by nobody else.
+            stdout: unsafe { File::from_raw_fd(fd) },
+            buffer: Vec::new(),
+            files: HashMap::new(),
+            width: style.width.max(3),
+            style,
+            clock: Clock::default(),
         })
     }
 
-    pub(crate) fn sender(&self) -> SyncSender<LogMessage> {
-        self.sender.clone().expect("log sink is open until dropped")
+    /// Whether output waits in the buffer.
+    pub(crate) fn pending(&self) -> bool {
+        !self.buffer.is_empty()
     }
 
-    pub(crate) fn system(&self, line: String) {
-        if let Some(sender) = &self.sender {
-            let _ = sender.send(LogMessage::System(line));
+    /// Writes out the buffer (blocking: back-pressure, never loss).
+    pub(crate) fn flush(&mut self) {
+        if !self.buffer.is_empty() {
+            // A closed stdout loses the terminal copy; the log files keep theirs.
+            let _ = self.stdout.write_all(&self.buffer);
+            self.buffer.clear();
+        }
+    }
+
+    /// Whole lines of one instance. Invariant: `bytes` is non-empty and ends with `\n`.
+    pub(crate) fn lines(&mut self, source: &LogSource, bytes: &[u8]) {
+        self.width = self.width.max(source.name.len());
+        let prefix = prefix(
+            &self.style,
+            &source.name,
+            COLORS[source.color % COLORS.len()],
+            self.width,
+        );
+        let stamp = self
+            .style
+            .timestamps
+            .then(|| self.clock.format(SystemTime::now()).to_owned());
+        let valid = std::str::from_utf8(bytes).is_ok();
+        for line in bytes.split_inclusive(|&b| b == b'\n') {
+            if let Some(stamp) = &stamp {
+                self.buffer.extend_from_slice(stamp.as_bytes());
+            }
+            self.buffer.extend_from_slice(prefix.as_bytes());
+            if valid {
+                self.buffer.extend_from_slice(line);
+            } else {
+                self.buffer
+                    .extend_from_slice(String::from_utf8_lossy(line).as_bytes());
+            }
+        }
+        self.write_file(source, bytes);
+        if self.buffer.len() >= CHUNK {
+            self.flush();
+        }
+    }
+
+    /// A line of the supervisor's own, without newline.
+    pub(crate) fn system(&mut self, line: &str) {
+        if self.style.timestamps {
+            let stamp = self.clock.format(SystemTime::now()).to_owned();
+            self.buffer.extend_from_slice(stamp.as_bytes());
+        }
+        let prefix = prefix(&self.style, "n2d", "1", self.width);
+        self.buffer.extend_from_slice(prefix.as_bytes());
+        self.buffer.extend_from_slice(line.as_bytes());
+        self.buffer.push(b'\n');
+        if self.buffer.len() >= CHUNK {
+            self.flush();
+        }
+    }
+
+    fn write_file(&mut self, source: &LogSource, bytes: &[u8]) {
+        if !self.files.contains_key(&source.file) {
+            // Truncated once per run; later spawns of the instance append.
+            let file = match File::create(&source.file) {
+                Ok(file) => Some(file),
+                Err(error) => {
+                    self.system(&format!(
+                        "cannot create log file {}: {error}",
+                        source.file.display()
+                    ));
+                    None
+                }
+            };
+            self.files.insert(source.file.clone(), file);
+        }
+        // Unbuffered: the pipe already hands over chunks of up to 64 KiB,
+        // and a buffer per instance would cost memory for every instance.
+        if let Some(Some(file)) = self.files.get_mut(&source.file) {
+            let _ = file.write_all(bytes);
         }
     }
 }
 
-impl Drop for LogSink {
+impl Drop for LogOutput {
     fn drop(&mut self) {
-        // The writer ends when every sender is gone; readers were joined before.
-        self.sender = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Reads one instance's pipe until end of file, sending whole lines. With
-/// `cancel` set it stops at the first quiet moment instead, for the case where
-/// an escaped process keeps the pipe open forever.
-pub(crate) fn read_lines(
-    pipe: File,
-    source: Arc<LogSource>,
-    sender: SyncSender<LogMessage>,
-    cancel: Arc<AtomicBool>,
-) {
-    let mut buffer: Vec<u8> = Vec::with_capacity(READ_SIZE);
-    loop {
-        let mut poll = libc::pollfd {
-            fd: pipe.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut poll, 1, 250) };
-        if ready == 0 {
-            if cancel.load(Ordering::Relaxed) {
-                break;
-            }
-            continue;
-        }
-        if buffer.capacity() - buffer.len() < READ_SIZE / 4 {
-            buffer.reserve(READ_SIZE);
-        }
-        let start = buffer.len();
-        let spare = buffer.capacity() - start;
-        // SAFETY: reading into the vector's spare capacity, then setting the length to what was read.
-        let n = unsafe {
-            libc::read(
-                pipe.as_raw_fd(),
-                buffer.as_mut_ptr().add(start).cast(),
-                spare,
-            )
-        };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            break;
-        }
-        if n == 0 {
-            break;
-        }
-        // SAFETY: the kernel initialized `n` bytes after `start`.
-        unsafe { buffer.set_len(start + n as usize) };
-        let cut = match buffer[start..].iter().rposition(|&b| b == b'\n') {
-            Some(i) => start + i + 1,
-            None if buffer.len() >= MAX_LINE => {
-                buffer.push(b'\n');
-                buffer.len()
-            }
-            None => continue,
-        };
-        let rest = buffer[cut..].to_vec();
-        let mut lines = std::mem::replace(&mut buffer, Vec::with_capacity(READ_SIZE));
-        lines.truncate(cut);
-        buffer.extend_from_slice(&rest);
-        let message = LogMessage::Lines {
-            source: source.clone(),
-            at: SystemTime::now(),
-            bytes: lines,
-        };
-        if sender.send(message).is_err() {
-            return;
-        }
-    }
-    if !buffer.is_empty() {
-        buffer.push(b'\n');
-        let _ = sender.send(LogMessage::Lines {
-            source,
-            at: SystemTime::now(),
-            bytes: buffer,
-        });
-    }
-}
-
-const COLORS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
-
-fn write_logs(receiver: Receiver<LogMessage>, stdout: File, style: LogStyle) {
-    let mut out = BufWriter::with_capacity(64 * 1024, stdout);
-    let mut files: HashMap<PathBuf, Option<BufWriter<File>>> = HashMap::new();
-    let mut width = style.width.max(3);
-    let mut clock = Clock::default();
-    loop {
-        let message = match receiver.try_recv() {
-            Ok(message) => message,
-            Err(TryRecvError::Empty) => {
-                // Idle: make everything so far visible before blocking.
-                let _ = out.flush();
-                for file in files.values_mut().flatten() {
-                    let _ = file.flush();
-                }
-                match receiver.recv() {
-                    Ok(message) => message,
-                    Err(_) => break,
-                }
-            }
-            Err(TryRecvError::Disconnected) => break,
-        };
-        match message {
-            LogMessage::Lines { source, at, bytes } => {
-                width = width.max(source.name.len());
-                let line_prefix = prefix(
-                    &style,
-                    &source.name,
-                    COLORS[source.color % COLORS.len()],
-                    width,
-                );
-                let stamp = style.timestamps.then(|| clock.format(at));
-                let valid = std::str::from_utf8(&bytes).is_ok();
-                for line in bytes.split_inclusive(|&b| b == b'\n') {
-                    if let Some(stamp) = &stamp {
-                        let _ = out.write_all(stamp.as_bytes());
-                    }
-                    let _ = out.write_all(line_prefix.as_bytes());
-                    if valid {
-                        let _ = out.write_all(line);
-                    } else {
-                        let _ = out.write_all(String::from_utf8_lossy(line).as_bytes());
-                    }
-                }
-                if !files.contains_key(&source.file) {
-                    // Truncated once per run; later spawns of the instance append.
-                    let file = match File::create(&source.file) {
-                        Ok(file) => Some(BufWriter::with_capacity(64 * 1024, file)),
-                        Err(error) => {
-                            let _ = writeln!(
-                                out,
-                                "{}cannot create log file {}: {error}",
-                                prefix(&style, "n2d", "1", width),
-                                source.file.display()
-                            );
-                            None
-                        }
-                    };
-                    files.insert(source.file.clone(), file);
-                }
-                if let Some(Some(file)) = files.get_mut(&source.file) {
-                    let _ = file.write_all(&bytes);
-                }
-            }
-            LogMessage::System(line) => {
-                if style.timestamps {
-                    let _ = out.write_all(clock.format(SystemTime::now()).as_bytes());
-                }
-                let prefix = prefix(&style, "n2d", "1", width);
-                let _ = writeln!(out, "{prefix}{line}");
-            }
-        }
-    }
-    let _ = out.flush();
-    for file in files.values_mut().flatten() {
-        let _ = file.flush();
+        self.flush();
     }
 }
 

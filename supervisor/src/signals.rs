@@ -1,14 +1,15 @@
-//! Turning SIGINT, SIGTERM and SIGHUP aimed at the supervisor into events of
-//! its loop, with a process-wide handler (so it works whichever thread the
-//! kernel picks) that writes the signal number to a pipe, and a thread that
-//! reads the pipe. Dropping the forwarder restores the previous handlers.
+//! SIGINT, SIGTERM and SIGHUP aimed at the supervisor as readable bytes: a
+//! process-wide handler (so it works whichever thread the kernel picks)
+//! writes the signal number to a non-blocking pipe whose read end sits in
+//! the loop's epoll set. Dropping the guard restores the previous handlers.
+//!
+//! A self-pipe rather than signalfd: signalfd needs the signals blocked in
+//! every thread, which a library cannot promise for its caller's threads.
 
-use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::thread::JoinHandle;
 
+use crate::reactor::{self, ReadOutcome};
 use crate::Error;
 
 const FORWARDED: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
@@ -16,10 +17,12 @@ const FORWARDED: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 // The handler can only reach global state; -1 means "not installed".
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 
-pub(crate) struct SignalForwarder {
+pub(crate) struct SignalPipe {
     previous: Vec<(i32, libc::sigaction)>,
+    read_end: OwnedFd,
+    // Closed after the handlers are restored, so the handler never writes
+    // to a closed (or reused) descriptor.
     write_end: Option<OwnedFd>,
-    thread: Option<JoinHandle<()>>,
 }
 
 extern "C" fn on_signal(signal: libc::c_int) {
@@ -31,23 +34,12 @@ extern "C" fn on_signal(signal: libc::c_int) {
     }
 }
 
-impl SignalForwarder {
-    /// Installs the handlers; `forward` gets each signal number on the thread.
-    pub(crate) fn install(
-        forward: impl Fn(i32) + Send + 'static,
-    ) -> Result<SignalForwarder, Error> {
-        let mut fds = [0; 2];
-        // SAFETY: room for two descriptors.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(Error::os("create the signal pipe"));
-        }
-        // SAFETY: fresh descriptors from pipe2.
-        let (read_end, write_end) = unsafe {
-            use std::os::fd::FromRawFd;
-            (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
-        };
+impl SignalPipe {
+    pub(crate) fn install() -> Result<SignalPipe, Error> {
+        let (read_end, write_end) = crate::keeper::pipe()?;
+        reactor::set_nonblocking(read_end.as_raw_fd());
         // A full pipe must not block the handler.
-        unsafe { libc::fcntl(write_end.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        reactor::set_nonblocking(write_end.as_raw_fd());
         SIGNAL_PIPE.store(write_end.as_raw_fd(), Ordering::Relaxed);
         let mut previous = Vec::new();
         for signal in FORWARDED {
@@ -62,30 +54,26 @@ impl SignalForwarder {
                 previous.push((signal, old));
             }
         }
-        let thread = std::thread::Builder::new()
-            .name("n2d-signals".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let mut read_end = read_end;
-                let mut byte = [0u8; 1];
-                // Ends when the write end is closed, i.e. on drop.
-                while let Ok(1) = read_end.read(&mut byte) {
-                    forward(i32::from(byte[0]));
-                }
-            })
-            .map_err(|source| Error::Os {
-                what: "start the signal thread",
-                source,
-            })?;
-        Ok(SignalForwarder {
+        Ok(SignalPipe {
             previous,
+            read_end,
             write_end: Some(write_end),
-            thread: Some(thread),
         })
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.read_end.as_raw_fd()
+    }
+
+    /// The signals received since the last call, in order.
+    pub(crate) fn take(&self) -> Vec<i32> {
+        let mut bytes = Vec::new();
+        while let ReadOutcome::Data = reactor::read_into(self.fd(), &mut bytes, 64) {}
+        bytes.into_iter().map(i32::from).collect()
     }
 }
 
-impl Drop for SignalForwarder {
+impl Drop for SignalPipe {
     fn drop(&mut self) {
         for (signal, old) in &self.previous {
             // SAFETY: restoring what sigaction gave us.
@@ -93,8 +81,5 @@ impl Drop for SignalForwarder {
         }
         SIGNAL_PIPE.store(-1, Ordering::Relaxed);
         self.write_end = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }

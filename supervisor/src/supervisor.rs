@@ -1,29 +1,31 @@
-//! The supervisor's loop: one thread owns every instance's state and reacts
-//! to events — an instance's process started or exited, a probe's verdict, a
-//! signal, a control request — then advances: starts what may start, stops
-//! what must stop, restarts what is due. Other threads only report events.
+//! The supervisor's loop: one thread owns every instance's state and every
+//! descriptor, waits on them all in one epoll set ([`crate::reactor`]), and
+//! reacts to events — a keeper reported its service's pid or exit, a log
+//! pipe has lines, a probe attempt's verdict, a signal, a control request,
+//! a deadline (restart backoff, stop timeout, next probe attempt) — then
+//! advances: starts what may start, stops what must stop, restarts what is
+//! due. [`run`] is both `n2d up` and the supervisor `n2d watch` starts.
 //!
-//! A [`Supervisor`] is the handle on that loop: [`Supervisor::apply`] is how
-//! the watch loop hands it a new build; [`run`] is `n2d up`.
+//! One thread instead of threads per instance: with a thousand services the
+//! old design had two thousand threads, and forking a keeper from such a
+//! process — and applying a new build while they all run — was what made a
+//! watch cycle slow; it also kept the footprint well above one loop's.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::fs::File;
-use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::control::{ControlServer, Reply};
+use crate::control::{ControlServer, Incoming, Reply, Request};
 use crate::keeper::{Keeper, KeeperPipes, LaunchPlan};
-use crate::logs::{self, LogSink, LogSource, LogStyle};
-use crate::probe::{self, ProbeVerdict};
-use crate::signals::SignalForwarder;
+use crate::logs::{Drained, LogOutput, LogPipe, LogSource, LogStyle};
+use crate::probe::{AfterFailure, ProbePool, Schedule};
+use crate::reactor::{self, Interest, Reactor, ReadOutcome, Token};
+use crate::signals::SignalPipe;
 use crate::spec::{Condition, LaunchSpec, RestartPolicy, ServiceSpec};
 use crate::Error;
 
@@ -121,22 +123,42 @@ pub enum Change {
     },
 }
 
-/// A running supervisor; dropping it stops every service and waits.
-pub struct Supervisor {
-    events: Sender<Event>,
-    thread: Option<JoinHandle<Result<Outcome, Error>>>,
-}
-
-/// Supervises the procfile target in `dir` until every service ended, or
-/// until SIGINT, SIGTERM or SIGHUP (a second one kills at once), or a `stop`
-/// on the control socket.
+/// Supervises the procfile target in `dir` on the calling thread until
+/// every service ended, or until SIGINT, SIGTERM or SIGHUP (a second one
+/// kills at once), or a `stop` on the control socket. The control socket
+/// `supervisor.sock` in `dir` answers `status`, `restart` and `reload`
+/// meanwhile (see [`crate::client`]).
 pub fn run(dir: &Path, options: Options) -> Result<Outcome, Error> {
-    let supervisor = Supervisor::start(dir, options)?;
-    let events = supervisor.events.clone();
-    let _signals = SignalForwarder::install(move |signal| {
-        let _ = events.send(Event::Signal(signal));
+    let dir = std::path::absolute(dir)
+        .map_err(|source| Error::io("resolve target folder", dir, source))?;
+    let spec = LaunchSpec::load(&dir)?;
+    let logs_dir = dir.join("logs");
+    std::fs::create_dir_all(&logs_dir)
+        .map_err(|source| Error::io("create log folder", &logs_dir, source))?;
+    let control = ControlServer::bind(&dir)?;
+    let width = spec
+        .services
+        .iter()
+        .flat_map(|s| s.instance_names())
+        .map(|n| n.len())
+        .max()
+        .unwrap_or(0);
+    let output = LogOutput::new(LogStyle {
+        color: options.color,
+        timestamps: options.timestamps,
+        width,
     })?;
-    supervisor.wait()
+    let signals = SignalPipe::install()?;
+    let probes = ProbePool::new()?;
+    let reactor = Reactor::new()?;
+    reactor.add(signals.fd(), Token::Signals, Interest::Read)?;
+    reactor.add(probes.fd(), Token::Probes, Interest::Read)?;
+    reactor.add(control.listener_fd(), Token::Listener, Interest::Read)?;
+    let mut state = RunState::new(dir, spec, options, output, control, reactor, probes);
+    let outcome = state.run(&signals);
+    drop(state);
+    drop(signals);
+    outcome
 }
 
 impl Options {
@@ -149,124 +171,6 @@ impl Options {
             color: terminal && std::env::var_os("NO_COLOR").is_none(),
             stay_when_idle: false,
         }
-    }
-}
-
-impl Supervisor {
-    /// Loads `launch.json` from `dir`, binds the control socket and starts
-    /// supervising on a thread of its own.
-    pub fn start(dir: &Path, options: Options) -> Result<Supervisor, Error> {
-        let dir = std::path::absolute(dir)
-            .map_err(|source| Error::io("resolve target folder", dir, source))?;
-        let spec = LaunchSpec::load(&dir)?;
-        let logs_dir = dir.join("logs");
-        std::fs::create_dir_all(&logs_dir)
-            .map_err(|source| Error::io("create log folder", &logs_dir, source))?;
-        let (events, receiver) = mpsc::channel();
-        let control = ControlServer::bind(&dir, events.clone())?;
-        let width = spec
-            .services
-            .iter()
-            .flat_map(|s| s.instance_names())
-            .map(|n| n.len())
-            .max()
-            .unwrap_or(0);
-        let sink = LogSink::start(LogStyle {
-            color: options.color,
-            timestamps: options.timestamps,
-            width,
-        })?;
-        let state = RunState::new(dir, spec, options, sink, events.clone());
-        let thread = std::thread::Builder::new()
-            .name("n2d-supervisor".into())
-            .spawn(move || Ok(state.run(receiver, control)))
-            .map_err(|source| Error::Os {
-                what: "start the supervisor thread",
-                source,
-            })?;
-        Ok(Supervisor {
-            events,
-            thread: Some(thread),
-        })
-    }
-
-    pub fn status(&self) -> Result<Vec<InstanceStatus>, Error> {
-        match self.ask(Request::Status)? {
-            Reply::Status(instances) => Ok(instances),
-            other => Err(refused(other)),
-        }
-    }
-
-    /// Applies a new build: restarts services whose `spec_digest` changed (in
-    /// dependency order, plus their dependants with [`Dependants::Restart`]),
-    /// starts added ones, stops removed ones; the others keep their process.
-    /// Returns once the new processes run (or failed).
-    pub fn apply(&self, spec: LaunchSpec, dependants: Dependants) -> Result<Vec<Change>, Error> {
-        spec.validate().map_err(|problem| Error::InvalidSpec {
-            path: PathBuf::from(crate::LAUNCH_SPEC_FILE),
-            problem,
-        })?;
-        match self.ask(|reply| Request::Apply(spec, dependants, reply))? {
-            Reply::Changes(changes) => Ok(changes),
-            other => Err(refused(other)),
-        }
-    }
-
-    /// Restarts every instance of one service.
-    pub fn restart(&self, service: &str) -> Result<Vec<Change>, Error> {
-        match self.ask(|reply| Request::Restart(service.to_owned(), reply))? {
-            Reply::Changes(changes) => Ok(changes),
-            other => Err(refused(other)),
-        }
-    }
-
-    /// Starts stopping every service in reverse dependency order; returns at once.
-    pub fn stop(&self) {
-        let (reply, _ignored) = mpsc::channel();
-        let _ = self.events.send(Event::Request(Request::Stop(reply)));
-    }
-
-    /// Blocks until the run is over.
-    pub fn wait(mut self) -> Result<Outcome, Error> {
-        self.join()
-    }
-
-    fn join(&mut self) -> Result<Outcome, Error> {
-        match self.thread.take() {
-            Some(thread) => thread.join().unwrap_or_else(|_| {
-                Ok(Outcome {
-                    code: 70,
-                    summary: "the supervisor crashed; please report a bug".into(),
-                })
-            }),
-            None => Err(Error::Gone),
-        }
-    }
-
-    fn ask(&self, request: impl FnOnce(Sender<Reply>) -> Request) -> Result<Reply, Error> {
-        let (reply, answer) = mpsc::channel();
-        self.events
-            .send(Event::Request(request(reply)))
-            .map_err(|_| Error::Gone)?;
-        answer.recv().map_err(|_| Error::Gone)
-    }
-}
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.stop();
-            let _ = self.join();
-        }
-    }
-}
-
-fn refused(reply: Reply) -> Error {
-    match reply {
-        Reply::Error(message) => Error::Refused { message },
-        other => Error::Refused {
-            message: format!("unexpected reply {other:?}"),
-        },
     }
 }
 
@@ -305,22 +209,6 @@ impl fmt::Display for InstanceState {
             .unwrap_or_default();
         f.write_str(&text)
     }
-}
-
-/// Messages to the loop.
-pub(crate) enum Event {
-    Running { spawn: u64, pid: i32 },
-    Exited { spawn: u64, exit: Exit },
-    Probe { spawn: u64, verdict: ProbeVerdict },
-    Signal(i32),
-    Request(Request),
-}
-
-pub(crate) enum Request {
-    Status(Sender<Reply>),
-    Restart(String, Sender<Reply>),
-    Apply(LaunchSpec, Dependants, Sender<Reply>),
-    Stop(Sender<Reply>),
 }
 
 /// How a process ended.
@@ -372,15 +260,20 @@ struct RunState {
     options: Options,
     /// In dependency order; services being removed stay at the end until stopped.
     services: Vec<Service>,
-    sink: LogSink,
-    events: Sender<Event>,
+    output: LogOutput,
+    control: ControlServer,
+    reactor: Reactor,
+    probes: ProbePool,
+    /// Log pipes by spawn number. A pipe outlives its instance's exit until
+    /// end of file, which a process that escaped the group may delay.
+    readers: HashMap<u64, LogPipe>,
+    /// The read buffer every log pipe shares.
+    scratch: Vec<u8>,
     next_spawn: u64,
     next_color: usize,
     shutting_down: bool,
     /// Set by a stop request or a signal: the run then ends with status 0.
     stopped_on_request: bool,
-    /// Log readers of instances that exited; they end at their pipe's end of file.
-    readers: Vec<(Arc<AtomicBool>, JoinHandle<()>)>,
     pending: Vec<PendingReply>,
 }
 
@@ -403,12 +296,15 @@ struct Instance {
     state: InstanceState,
     since: SystemTime,
     reason: Option<String>,
-    source: Arc<LogSource>,
+    source: Rc<LogSource>,
     /// The spawn number of the current (or last) process, 0 before the first.
     spawn: u64,
+    /// Invariant: `Some` exactly while a process of the instance may exist.
     keeper: Option<Keeper>,
-    waiter: Option<JoinHandle<()>>,
-    probe: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// The keeper's report pipe and the bytes read from it so far.
+    report: Option<(OwnedFd, Vec<u8>)>,
+    /// The readiness probe's schedule while the instance is being probed.
+    probe: Option<Schedule>,
     pid: Option<u32>,
     started_at: Instant,
     /// Whether this instance has been running since its service was (re)created.
@@ -432,7 +328,8 @@ struct PendingReply {
     /// Instance name → pid, for instances that go away.
     stops: HashMap<String, Option<u32>>,
     changes: Vec<Change>,
-    reply: Sender<Reply>,
+    /// The control connection waiting for the answer.
+    connection: u64,
 }
 
 impl RunState {
@@ -440,20 +337,25 @@ impl RunState {
         dir: PathBuf,
         spec: LaunchSpec,
         options: Options,
-        sink: LogSink,
-        events: Sender<Event>,
+        output: LogOutput,
+        control: ControlServer,
+        reactor: Reactor,
+        probes: ProbePool,
     ) -> RunState {
         let mut state = RunState {
             dir,
             options,
             services: Vec::new(),
-            sink,
-            events,
+            output,
+            control,
+            reactor,
+            probes,
+            readers: HashMap::new(),
+            scratch: Vec::new(),
             next_spawn: 0,
             next_color: 0,
             shutting_down: false,
             stopped_on_request: false,
-            readers: Vec::new(),
             pending: Vec::new(),
         };
         for service in spec.services {
@@ -481,7 +383,7 @@ impl RunState {
 
     fn new_instance(&self, name: String, color: usize) -> Instance {
         Instance {
-            source: Arc::new(LogSource {
+            source: Rc::new(LogSource {
                 name: name.clone(),
                 color,
                 file: self.dir.join("logs").join(format!("{name}.log")),
@@ -492,7 +394,7 @@ impl RunState {
             reason: None,
             spawn: 0,
             keeper: None,
-            waiter: None,
+            report: None,
             probe: None,
             pid: None,
             started_at: Instant::now(),
@@ -507,85 +409,159 @@ impl RunState {
         }
     }
 
-    fn run(mut self, receiver: Receiver<Event>, control: ControlServer) -> Outcome {
+    fn run(&mut self, signals: &SignalPipe) -> Result<Outcome, Error> {
+        let mut dirty = true;
         loop {
-            self.advance();
+            if dirty {
+                self.advance();
+                dirty = false;
+            }
             if self.finished() {
                 break;
             }
-            let now = Instant::now();
-            let wait = self
+            let mut ready = Vec::new();
+            if self.output.pending() {
+                ready = self.reactor.wait(Some(Duration::ZERO))?;
+            }
+            if ready.is_empty() {
+                // About to wait: make every line so far visible first.
+                self.output.flush();
+                let timeout = self
+                    .next_deadline()
+                    .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+                ready = self.reactor.wait(timeout)?;
+            }
+            for event in ready {
+                dirty |= self.on_ready(event, signals);
+            }
+            dirty |= self
                 .next_deadline()
-                .map_or(Duration::from_secs(1), |deadline| {
-                    deadline.saturating_duration_since(now)
-                })
-                .min(Duration::from_secs(1));
-            match receiver.recv_timeout(wait) {
-                Ok(event) => self.handle(event),
-                Err(RecvTimeoutError::Timeout) => self.readers.retain(|(_, r)| !r.is_finished()),
-                Err(RecvTimeoutError::Disconnected) => break,
+                .is_some_and(|deadline| deadline <= Instant::now());
+        }
+        // Whatever escaped processes left in the pipes, then the verdict.
+        for (_, mut pipe) in self.readers.drain() {
+            if pipe.read(usize::MAX, &mut self.scratch, &mut self.output) == Drained::Open {
+                pipe.finish(&mut self.output);
             }
         }
         let outcome = self.outcome();
-        self.sink.system(outcome.summary.clone());
-        // Order matters: requests in flight must fail (receiver and pending
-        // replies gone) before the control server joins its connection threads.
-        drop(receiver);
+        self.output.system(&outcome.summary);
+        self.output.flush();
+        // Clients still waiting for a reload see the connection close.
         self.pending.clear();
-        drop(control);
-        for (cancel, _) in &self.readers {
-            cancel.store(true, Ordering::Relaxed);
-        }
-        for (_, reader) in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-        outcome
+        Ok(outcome)
     }
 
-    fn handle(&mut self, event: Event) {
-        match event {
-            Event::Running { spawn, pid } => self.on_running(spawn, pid),
-            Event::Exited { spawn, exit } => self.on_exited(spawn, exit),
-            Event::Probe { spawn, verdict } => self.on_probe(spawn, verdict),
-            Event::Signal(signal) => {
-                if self.shutting_down {
-                    self.sink
-                        .system(format!("signal {signal} again: killing every service"));
-                    for instance in self.services.iter_mut().flat_map(|s| &mut s.instances) {
-                        if let Some(keeper) = &instance.keeper {
-                            keeper.signal_group(libc::SIGKILL);
-                        }
+    /// Handles one ready descriptor; returns whether the state changed (a
+    /// log line alone does not: it needs no `advance`).
+    fn on_ready(&mut self, token: Token, signals: &SignalPipe) -> bool {
+        match token {
+            Token::Signals => {
+                for signal in signals.take() {
+                    self.on_signal(signal);
+                }
+                true
+            }
+            Token::Probes => {
+                for verdict in self.probes.take() {
+                    self.on_probe(verdict.spawn, verdict.result);
+                }
+                true
+            }
+            Token::Listener => {
+                for (id, fd) in self.control.accept() {
+                    if self
+                        .reactor
+                        .add(fd, Token::Connection(id), Interest::Read)
+                        .is_err()
+                    {
+                        self.control.reply(id, &Reply::Error("too busy".into()));
                     }
-                } else {
-                    self.sink.system(format!("signal {signal}: stopping"));
-                    self.shutting_down = true;
-                    self.stopped_on_request = true;
+                }
+                false
+            }
+            Token::Connection(id) => {
+                if self.control.is_writing(id) {
+                    self.control.write(id);
+                    return false;
+                }
+                match self.control.read(id, &self.dir) {
+                    Incoming::Nothing | Incoming::Gone => false,
+                    Incoming::Refused(reply, fd) => {
+                        self.reactor.remove(fd);
+                        self.send_reply(id, reply);
+                        false
+                    }
+                    Incoming::Request(request, fd) => {
+                        self.reactor.remove(fd);
+                        self.on_request(id, request);
+                        true
+                    }
                 }
             }
-            Event::Request(request) => self.on_request(request),
+            Token::Report(spawn) => {
+                self.on_report(spawn);
+                true
+            }
+            Token::Log(spawn) => {
+                if let Some(pipe) = self.readers.get_mut(&spawn) {
+                    // A few chunks per wake-up: fair to the other instances.
+                    if pipe.read(4, &mut self.scratch, &mut self.output) == Drained::Ended {
+                        self.readers.remove(&spawn);
+                    }
+                }
+                false
+            }
         }
     }
 
-    fn on_request(&mut self, request: Request) {
-        match request {
-            Request::Status(reply) => {
-                let _ = reply.send(Reply::Status(self.status()));
+    fn send_reply(&mut self, connection: u64, reply: Reply) {
+        if let Some(fd) = self.control.reply(connection, &reply) {
+            // The rest goes out when the client reads; a failure to
+            // register only loses this client's answer.
+            let _ = self
+                .reactor
+                .add(fd, Token::Connection(connection), Interest::Write);
+        }
+    }
+
+    fn on_signal(&mut self, signal: i32) {
+        if self.shutting_down {
+            self.output
+                .system(&format!("signal {signal} again: killing every service"));
+            for instance in self.services.iter_mut().flat_map(|s| &mut s.instances) {
+                if let Some(keeper) = &instance.keeper {
+                    keeper.signal_group(libc::SIGKILL);
+                }
             }
-            Request::Stop(reply) => {
+        } else {
+            self.output.system(&format!("signal {signal}: stopping"));
+            self.shutting_down = true;
+            self.stopped_on_request = true;
+        }
+    }
+
+    fn on_request(&mut self, connection: u64, request: Request) {
+        match request {
+            Request::Status => {
+                let status = self.status();
+                self.send_reply(connection, Reply::Status(status));
+            }
+            Request::Stop => {
                 if !self.shutting_down {
-                    self.sink.system("stop requested: stopping".into());
+                    self.output.system("stop requested: stopping");
                 }
                 self.shutting_down = true;
                 self.stopped_on_request = true;
-                let _ = reply.send(Reply::Stopping);
+                self.send_reply(connection, Reply::Stopping);
             }
-            Request::Restart(name, reply) => {
+            Request::Restart(name) => {
                 let Some(service) = self
                     .services
                     .iter()
                     .find(|s| s.spec.name == name && matches!(s.retire, Retire::No))
                 else {
-                    let _ = reply.send(Reply::Error(format!("no service named {name}")));
+                    self.send_reply(connection, Reply::Error(format!("no service named {name}")));
                     return;
                 };
                 let spec = LaunchSpec {
@@ -593,10 +569,10 @@ impl RunState {
                     services: self.current_specs(),
                 };
                 let forced = HashSet::from([service.spec.name.clone()]);
-                self.apply(spec, forced, Dependants::Keep, reply);
+                self.apply(spec, forced, Dependants::Keep, connection);
             }
-            Request::Apply(spec, dependants, reply) => {
-                self.apply(spec, HashSet::new(), dependants, reply);
+            Request::Apply(spec, dependants) => {
+                self.apply(spec, HashSet::new(), dependants, connection);
             }
         }
     }
@@ -617,10 +593,13 @@ impl RunState {
         spec: LaunchSpec,
         mut changed: HashSet<String>,
         dependants: Dependants,
-        reply: Sender<Reply>,
+        connection: u64,
     ) {
         if self.shutting_down {
-            let _ = reply.send(Reply::Error("the supervisor is stopping".into()));
+            self.send_reply(
+                connection,
+                Reply::Error("the supervisor is stopping".into()),
+            );
             return;
         }
         let current: HashMap<String, ServiceSpec> = self
@@ -649,7 +628,7 @@ impl RunState {
             starts: HashMap::new(),
             stops: HashMap::new(),
             changes: Vec::new(),
-            reply,
+            connection,
         };
         let mut reordered = Vec::with_capacity(self.services.len());
         let mut old: HashMap<String, Service> = self
@@ -679,8 +658,8 @@ impl RunState {
                             pending.stops.insert(instance.name.clone(), instance.pid);
                         }
                     }
-                    self.sink
-                        .system(format!("{} changed: restarting", new_spec.name));
+                    self.output
+                        .system(&format!("{} changed: restarting", new_spec.name));
                     service.retire = Retire::Replace(Box::new(new_spec));
                     reordered.push(service);
                 }
@@ -693,7 +672,7 @@ impl RunState {
                     for name in new_spec.instance_names() {
                         pending.starts.insert(name, None);
                     }
-                    self.sink.system(format!("{} added", new_spec.name));
+                    self.output.system(&format!("{} added", new_spec.name));
                     let service = self.new_service(new_spec);
                     reordered.push(service);
                 }
@@ -706,8 +685,8 @@ impl RunState {
             for instance in &service.instances {
                 pending.stops.insert(instance.name.clone(), instance.pid);
             }
-            self.sink
-                .system(format!("{} removed: stopping", service.spec.name));
+            self.output
+                .system(&format!("{} removed: stopping", service.spec.name));
             service.retire = Retire::Remove;
             reordered.push(service);
         }
@@ -728,6 +707,7 @@ impl RunState {
         self.finish_retirements();
         if !self.shutting_down {
             self.advance_starts(now);
+            self.advance_probes(now);
         }
         self.answer_pending();
     }
@@ -768,15 +748,15 @@ impl RunState {
                 if !instance.stop_sent && !dependant_alive {
                     instance.stop_sent = true;
                     instance.kill_at = Some(now + timeout);
-                    instance.cancel_probe();
+                    instance.probe = None;
                     instance.signal_group(signal);
                     instance.set_state(InstanceState::Stopping, None);
-                    self.sink
-                        .system(format!("stopping {} (signal {signal})", instance.name));
+                    self.output
+                        .system(&format!("stopping {} (signal {signal})", instance.name));
                 } else if instance.kill_at.is_some_and(|at| at <= now) {
                     instance.kill_at = None;
                     instance.signal_group(libc::SIGKILL);
-                    self.sink.system(format!(
+                    self.output.system(&format!(
                         "{} did not stop within {} ms: killing it",
                         instance.name,
                         timeout.as_millis()
@@ -844,7 +824,7 @@ impl RunState {
                 match (instance.state, &blocked_by) {
                     (InstanceState::Waiting, Some(reason)) => {
                         let reason = format!("{} not started: {reason}", instance.name);
-                        self.sink.system(reason.clone());
+                        self.output.system(&reason.clone());
                         instance.set_state(InstanceState::Blocked, Some(reason.clone()));
                         let name = instance.name.clone();
                         self.note_failure(&name, reason);
@@ -914,12 +894,32 @@ impl RunState {
                 ("N2D_INSTANCE", &instance.name),
             ],
         );
-        let spawned = plan.and_then(|plan| Keeper::spawn(&plan).map_err(|error| error.to_string()));
-        let (keeper, pipes) = match spawned {
+        let spawned = plan
+            .and_then(|plan| Keeper::spawn(&plan).map_err(|error| error.to_string()))
+            .and_then(|(keeper, KeeperPipes { report, log })| {
+                let registered = self
+                    .reactor
+                    .add(report.as_raw_fd(), Token::Report(spawn), Interest::Read)
+                    .and_then(|()| {
+                        self.reactor
+                            .add(log.as_raw_fd(), Token::Log(spawn), Interest::Read)
+                    });
+                match registered {
+                    Ok(()) => Ok((keeper, report, log)),
+                    Err(error) => {
+                        // Closing the command pipe makes the keeper kill the group.
+                        let pid = keeper.pid;
+                        drop(keeper);
+                        reap(pid);
+                        Err(error.to_string())
+                    }
+                }
+            });
+        let (keeper, report, log) = match spawned {
             Ok(spawned) => spawned,
             Err(problem) => {
                 let reason = format!("{} cannot start: {problem}", instance.name);
-                self.sink.system(reason.clone());
+                self.output.system(&reason);
                 instance.last_exit = Some(Exit::Code(CANNOT_START));
                 instance.set_state(InstanceState::Failed, Some(reason.clone()));
                 let name = instance.name.clone();
@@ -933,27 +933,12 @@ impl RunState {
         instance.kill_at = None;
         instance.healthy = false;
         instance.set_state(InstanceState::Starting, None);
-        let KeeperPipes { report, log } = pipes;
-        let keeper_pid = keeper.pid;
         instance.keeper = Some(keeper);
-        let events = self.events.clone();
-        instance.waiter = std::thread::Builder::new()
-            .name("n2d-waiter".into())
-            .stack_size(64 * 1024)
-            .spawn(move || wait_for_keeper(spawn, keeper_pid, report, &events))
-            .ok();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let (source, sender, reader_cancel) =
-            (instance.source.clone(), self.sink.sender(), cancel.clone());
-        if let Ok(reader) = std::thread::Builder::new()
-            .name("n2d-log-reader".into())
-            .stack_size(64 * 1024)
-            .spawn(move || logs::read_lines(log, source, sender, reader_cancel))
-        {
-            self.readers.push((cancel, reader));
-        }
+        instance.report = Some((report, Vec::with_capacity(8)));
+        self.readers
+            .insert(spawn, LogPipe::new(log, instance.source.clone()));
         if restarted {
-            self.sink.system(format!(
+            self.output.system(&format!(
                 "restarting {} (restart {})",
                 instance.name, instance.restarts
             ));
@@ -970,11 +955,54 @@ impl RunState {
         })
     }
 
+    /// Reads a keeper's report: the service's pid (it runs), then, at end
+    /// of file, its wait status (it and its whole group are gone).
+    fn on_report(&mut self, spawn: u64) {
+        let Some((s, i)) = self.find(spawn) else {
+            return;
+        };
+        let instance = &mut self.services[s].instances[i];
+        let Some((fd, bytes)) = &mut instance.report else {
+            return;
+        };
+        let before = bytes.len();
+        let ended = loop {
+            match reactor::read_into(fd.as_raw_fd(), bytes, 8) {
+                ReadOutcome::Data => {}
+                ReadOutcome::WouldBlock => break false,
+                ReadOutcome::End => break true,
+            }
+        };
+        let word = |bytes: &[u8], at: usize| {
+            i32::from_ne_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
+        };
+        let pid = (before < 4 && bytes.len() >= 4).then(|| word(bytes, 0));
+        let service_status = (ended && bytes.len() >= 8).then(|| word(bytes, 4));
+        let keeper = instance.keeper.as_ref().map(|k| k.pid);
+        if let Some(pid) = pid {
+            self.on_running(spawn, pid);
+        }
+        if !ended {
+            return;
+        }
+        let instance = &mut self.services[s].instances[i];
+        instance.report = None;
+        // End of file: the keeper has closed everything and is exiting.
+        let keeper_status = keeper.map_or(0, reap);
+        // Lines the service wrote before it ended come before the news.
+        if let Some(pipe) = self.readers.get_mut(&spawn) {
+            if pipe.read(usize::MAX, &mut self.scratch, &mut self.output) == Drained::Ended {
+                self.readers.remove(&spawn);
+            }
+        }
+        let exit = Exit::from_wait_status(service_status.unwrap_or(keeper_status));
+        self.on_exited(spawn, exit);
+    }
+
     fn on_running(&mut self, spawn: u64, pid: i32) {
         let Some((s, i)) = self.find(spawn) else {
             return;
         };
-        let dir = self.dir.clone();
         let service = &mut self.services[s];
         let instance = &mut service.instances[i];
         instance.pid = Some(pid as u32);
@@ -982,24 +1010,11 @@ impl RunState {
         if instance.state == InstanceState::Starting {
             instance.set_state(InstanceState::Running, None);
         }
-        self.sink
-            .system(format!("{} started (pid {pid})", instance.name));
+        self.output
+            .system(&format!("{} started (pid {pid})", instance.name));
         match &service.spec.readiness {
             Some(readiness) if !instance.stop_sent => {
-                let cancel = Arc::new(AtomicBool::new(false));
-                let events = self.events.clone();
-                let probe =
-                    probe::spawn_probe(readiness.clone(), dir, cancel.clone(), move |verdict| {
-                        let _ = events.send(Event::Probe { spawn, verdict });
-                    });
-                match probe {
-                    Ok(thread) => instance.probe = Some((cancel, thread)),
-                    Err(error) => {
-                        let reason =
-                            format!("cannot start the probe of {}: {error}", instance.name);
-                        instance.set_state(InstanceState::Unhealthy, Some(reason));
-                    }
-                }
+                instance.probe = Some(Schedule::new(readiness.clone(), Instant::now()));
             }
             _ => instance.healthy = true,
         }
@@ -1023,29 +1038,47 @@ impl RunState {
         }
     }
 
-    fn on_probe(&mut self, spawn: u64, verdict: ProbeVerdict) {
+    /// Hands every due probe attempt to the helpers.
+    fn advance_probes(&mut self, now: Instant) {
+        for instance in self.services.iter_mut().flat_map(|s| &mut s.instances) {
+            let Some(schedule) = &mut instance.probe else {
+                continue;
+            };
+            if schedule.next.is_some_and(|at| at <= now) {
+                schedule.attempt_started();
+                self.probes
+                    .submit(instance.spawn, schedule.readiness.clone(), self.dir.clone());
+            }
+        }
+    }
+
+    fn on_probe(&mut self, spawn: u64, result: Result<(), String>) {
         let Some((s, i)) = self.find(spawn) else {
             return;
         };
         let instance = &mut self.services[s].instances[i];
-        if let Some((_, thread)) = instance.probe.take() {
-            let _ = thread.join();
-        }
         if instance.stop_sent {
             return;
         }
-        match verdict {
-            ProbeVerdict::Ready => {
+        let Some(schedule) = &mut instance.probe else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                instance.probe = None;
                 instance.healthy = true;
                 instance.set_state(InstanceState::Ready, None);
-                self.sink.system(format!("{} is ready", instance.name));
+                self.output.system(&format!("{} is ready", instance.name));
             }
-            ProbeVerdict::Unhealthy(why) => {
-                let reason = format!("{} {why}", instance.name);
-                self.sink.system(reason.clone());
-                instance.set_state(InstanceState::Unhealthy, Some(reason));
-            }
-            ProbeVerdict::Cancelled => {}
+            Err(problem) => match schedule.failed(problem, Instant::now()) {
+                AfterFailure::Retry => {}
+                AfterFailure::Unhealthy(why) => {
+                    instance.probe = None;
+                    let reason = format!("{} {why}", instance.name);
+                    self.output.system(&reason);
+                    instance.set_state(InstanceState::Unhealthy, Some(reason));
+                }
+            },
         }
     }
 
@@ -1061,15 +1094,12 @@ impl RunState {
         let backoff = Duration::from_millis(service.spec.backoff_ms);
         let instance = &mut service.instances[i];
         instance.keeper = None;
-        if let Some(waiter) = instance.waiter.take() {
-            let _ = waiter.join();
-        }
-        instance.cancel_probe();
+        instance.probe = None;
         instance.kill_at = None;
         instance.last_exit = Some(exit);
         let name = instance.name.clone();
         if instance.stop_sent || shutting_down || retiring {
-            self.sink.system(format!("{name} stopped ({exit})"));
+            self.output.system(&format!("{name} stopped ({exit})"));
             instance.set_state(InstanceState::Stopped, None);
             return;
         }
@@ -1095,7 +1125,7 @@ impl RunState {
             instance.restart_at = Some(Instant::now() + delay);
             instance.healthy = false;
             instance.set_state(InstanceState::Backoff, None);
-            self.sink.system(format!(
+            self.output.system(&format!(
                 "{name} {exit}; restarting in {} ms",
                 delay.as_millis()
             ));
@@ -1103,7 +1133,7 @@ impl RunState {
         }
         let gave_up = if restart { ", giving up" } else { "" };
         let reason = format!("{name} {exit}{after}{gave_up}");
-        self.sink.system(reason.clone());
+        self.output.system(&reason.clone());
         if exit.success() {
             instance.set_state(InstanceState::Completed, None);
         } else {
@@ -1130,7 +1160,7 @@ impl RunState {
             let pending = &self.pending[index];
             if pending.starts.is_empty() && pending.stops.is_empty() {
                 let pending = self.pending.remove(index);
-                let _ = pending.reply.send(Reply::Changes(pending.changes));
+                self.send_reply(pending.connection, Reply::Changes(pending.changes));
             } else {
                 index += 1;
             }
@@ -1151,7 +1181,13 @@ impl RunState {
         self.services
             .iter()
             .flat_map(|s| &s.instances)
-            .flat_map(|i| [i.restart_at, i.kill_at])
+            .flat_map(|i| {
+                [
+                    i.restart_at,
+                    i.kill_at,
+                    i.probe.as_ref().and_then(|p| p.next),
+                ]
+            })
             .flatten()
             .min()
     }
@@ -1237,35 +1273,15 @@ impl Instance {
             keeper.signal_group(signal);
         }
     }
-
-    fn cancel_probe(&mut self) {
-        if let Some((cancel, thread)) = self.probe.take() {
-            cancel.store(true, Ordering::Relaxed);
-            let _ = thread.join();
-        }
-    }
 }
 
-/// Reads the keeper's report (service pid, then wait status), reaps the
-/// keeper and tells the loop. A report that ends early means the keeper
-/// could not start the service; its own exit status says so.
-fn wait_for_keeper(spawn: u64, keeper: libc::pid_t, mut report: File, events: &Sender<Event>) {
-    let mut word = [0u8; 4];
-    let mut service_status = None;
-    if report.read_exact(&mut word).is_ok() {
-        let _ = events.send(Event::Running {
-            spawn,
-            pid: i32::from_ne_bytes(word),
-        });
-        if report.read_exact(&mut word).is_ok() {
-            service_status = Some(i32::from_ne_bytes(word));
-        }
-    }
-    let mut keeper_status = 0;
-    // SAFETY: waiting for our own child; only this thread waits for it.
-    while unsafe { libc::waitpid(keeper, &mut keeper_status, 0) } < 0
+/// Waits for a keeper that has closed its report pipe, i.e. is exiting;
+/// returns its wait status.
+fn reap(keeper: libc::pid_t) -> i32 {
+    let mut status = 0;
+    // SAFETY: waiting for our own child; only the loop waits for keepers.
+    while unsafe { libc::waitpid(keeper, &mut status, 0) } < 0
         && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
     {}
-    let exit = Exit::from_wait_status(service_status.unwrap_or(keeper_status));
-    let _ = events.send(Event::Exited { spawn, exit });
+    status
 }

@@ -1,6 +1,7 @@
 //! The control socket: status lists instances; reload restarts exactly the
 //! services whose spec_digest changed, starts added and stops removed ones,
-//! leaving the others' processes alone; restart and stop; stale sockets.
+//! leaving the others' processes alone; restart and stop; stale sockets;
+//! a client that never finishes its request holds up nobody.
 
 use std::time::Duration;
 
@@ -186,4 +187,24 @@ fn a_stale_socket_is_replaced_and_a_live_one_is_refused() {
     all_running(target.path(), 1);
     client::stop(target.path()).expect("stop");
     assert!(third.wait(Duration::from_secs(20)).success());
+}
+
+#[test]
+fn a_silent_client_holds_up_nobody() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    let mut target = Target::new();
+    target.service("a", "exec sleep 1000");
+    let _running = target.start();
+    all_running(target.path(), 1);
+    let socket = target.path().join("supervisor.sock");
+    let _silent = UnixStream::connect(&socket).expect("connect");
+    let mut partial = UnixStream::connect(&socket).expect("connect");
+    partial.write_all(b"sta").expect("write half a request");
+    assert_eq!(client::status(target.path()).expect("status").len(), 1);
+    let changes = client::restart(target.path(), "a").expect("restart");
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    let error = client::stop(target.path());
+    assert!(error.is_ok(), "{error:?}");
 }

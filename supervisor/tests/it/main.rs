@@ -9,6 +9,7 @@ mod ordering;
 mod restart;
 mod shutdown;
 mod spec;
+mod threads;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
