@@ -9,4 +9,5 @@ mod launch;
 mod nix;
 mod nixlib;
 mod support;
+mod up;
 mod watch;

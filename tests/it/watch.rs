@@ -1,9 +1,10 @@
 //! `n2d watch` on a running deployment: after each saved change exactly the
 //! services whose definition changed restart, added ones start, removed
-//! ones stop, broken definitions leave everything running, and bursts of
-//! saves are coalesced. Services are `/bin/sh` one-liners that append
-//! "PID VALUE" to `<name>.starts` in a folder of their own, so each test
-//! reads which processes started and with what.
+//! ones stop, broken definitions leave everything running, bursts of saves
+//! are coalesced, and a killed watch takes its services along. Services are
+//! `/bin/sh` one-liners that append "PID VALUE" to `<name>.starts` in a
+//! folder of their own, so each test reads which processes started and
+//! with what.
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -207,6 +208,20 @@ fn a_new_package_is_picked_up_and_starts() {
         .unwrap();
     assert!(line.contains("extra"), "{line}");
     t.finish(watch);
+}
+
+#[test]
+fn killing_the_watch_leaves_no_service_behind() {
+    let t = Deployment::new(&[("a", "1"), ("b", "1")]);
+    let mut watch = t.watch();
+    let before = t.wait_all_started(&watch);
+    // SIGKILL: no handler runs; the supervisor child dies with the watch
+    // (parent-death signal) and its keepers then kill the services.
+    watch.child.kill().unwrap();
+    watch.child.wait().unwrap();
+    for (name, pid) in &before {
+        watch.wait_until(&format!("{name} (pid {pid}) to end"), || !is_running(*pid));
+    }
 }
 
 /// A workspace with one package `app` whose deployment `dev` holds the
@@ -468,8 +483,12 @@ impl WatchRun {
     }
 
     fn end(&mut self) -> ExitStatus {
-        // SAFETY: kill on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        // A child already reaped (a test killed it) must not be signalled:
+        // its pid may belong to another process by now.
+        if self.child.try_wait().unwrap().is_none() {
+            // SAFETY: kill on our own child's pid.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        }
         let start = Instant::now();
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
