@@ -7,8 +7,16 @@
 //! is save → debounce → build → apply → fork → the service's first line.
 //! It also checks that each edit restarted exactly that one service.
 //!
+//! Two splits of that figure, from the same run: the build's end is the
+//! modification time of the `launch.json` it wrote (save → built is the
+//! debounce and the build; built → started is the supervisor's apply and
+//! the service's start), and "the service's own start time" is measured by
+//! running its entrypoint directly, as the supervisor would, from spawn to
+//! its mark.
+//!
 //! `cargo bench --bench watch` (set `N2D_BENCH_PACKAGES=10` for a quick
-//! run); `cargo test --benches` runs a tiny smoke version.
+//! run, `N2D_BENCH_BIN=path/to/n2d` to measure another build of n2d as a
+//! baseline); `cargo test --benches` runs a tiny smoke version.
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -68,9 +76,12 @@ fn main() {
         "initial build and start: {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    let own_start = own_start_time(&dir, &marks, if smoke { 1 } else { 5 });
 
     let mut samples = Vec::new();
     let mut reported = Vec::new();
+    let mut to_built = Vec::new();
+    let mut built_to_started = Vec::new();
     for generation in 1..=edits {
         // Let the previous restart settle, so edits do not coalesce.
         std::thread::sleep(Duration::from_millis(200));
@@ -80,6 +91,7 @@ fn main() {
             read_mark(&marks).is_some_and(|(g, _)| g == generation)
         });
         let (_, started_ns) = read_mark(&marks).unwrap();
+        let built_ns = modified_ns(&dir.join("launch.json"));
         let line = watch.wait_for_status(generation + 1);
         assert_eq!(
             line.matches("restarted ").count(),
@@ -88,12 +100,16 @@ fn main() {
         );
         assert!(line.contains("restarted p000s0 ("), "{line}");
         samples.push(Duration::from_nanos(started_ns.saturating_sub(saved)));
+        to_built.push(Duration::from_nanos(built_ns.saturating_sub(saved)));
+        built_to_started.push(Duration::from_nanos(started_ns.saturating_sub(built_ns)));
         reported.push(cycle_ms(&line));
     }
     watch.terminate();
 
     samples.sort();
     reported.sort_unstable();
+    to_built.sort();
+    built_to_started.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "save → changed service started: median {:.1} ms (min {:.1}, max {:.1})",
@@ -104,6 +120,18 @@ fn main() {
     println!(
         "  of which build + apply (n2d's status line): median {} ms",
         reported[reported.len() / 2]
+    );
+    println!(
+        "  save → launch.json written (debounce + build): median {:.1} ms",
+        ms(to_built[to_built.len() / 2])
+    );
+    println!(
+        "  launch.json written → service started (apply + the service's start): median {:.1} ms",
+        ms(built_to_started[built_to_started.len() / 2])
+    );
+    println!(
+        "  the service's own start time (its entrypoint run directly): median {:.1} ms",
+        ms(own_start)
     );
     println!("goal: < 100 ms plus the service's own start time");
 }
@@ -165,6 +193,38 @@ fn read_mark(marks: &Path) -> Option<(usize, u64)> {
     Some((generation.parse().ok()?, ns.parse().ok()?))
 }
 
+fn modified_ns(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// The median time from spawning the edited service's entrypoint (as the
+/// supervisor runs it: in the target folder) to its mark, over `runs` runs.
+/// Leaves the mark as it found it, generation 0.
+fn own_start_time(dir: &Path, marks: &Path, runs: usize) -> Duration {
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let before = read_mark(marks);
+        let spawned = now_ns();
+        let mut child = Command::new(dir.join("bin/p000s0"))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the entrypoint runs");
+        wait_until("the entrypoint's mark", || read_mark(marks) != before);
+        let (_, started_ns) = read_mark(marks).unwrap();
+        times.push(Duration::from_nanos(started_ns.saturating_sub(spawned)));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
 fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -200,7 +260,10 @@ struct WatchRun {
 
 impl WatchRun {
     fn start(root: &PathBuf) -> WatchRun {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_n2d"))
+        // N2D_BENCH_BIN runs another build of n2d, for a baseline in the same session.
+        let n2d = std::env::var_os("N2D_BENCH_BIN")
+            .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_n2d")), PathBuf::from);
+        let mut child = Command::new(n2d)
             .current_dir(root)
             .args(["watch", "//deploy:all"])
             .env("NO_COLOR", "1")

@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
-"""Benchmark: n2d's built-in supervisor against honcho on the same Procfile.
+"""Benchmark: `n2d up` (the built-in supervisor) against honcho on the same Procfile.
 
-Measures, in one run, for both:
-  1. start: time from launch until 50 services have all signalled ready;
-  2. log throughput: one service printing N lines, lines/s through the
+Generates a workspace whose deployment `start` holds N services and whose
+deployment `flooding` holds one service `flood` printing many lines, builds both once
+for the procfile target, then measures, in one run, for both:
+  1. start: time from launch until the N services have all signalled ready
+     (for n2d this is `n2d up //app:start` as a user runs it: a no-op build,
+     the hand-over to the supervisor image, and the starts);
+  2. log throughput: `flood` printing L lines, lines/s through the
      multiplexer to a file, with every line counted (none may be lost);
-  3. memory: peak RSS (VmHWM) of the supervisor process, its private
-     (anonymous) RSS, which leaves out shared libc/binary text, and the summed PSS
-     of its helper processes (n2d's keepers, honcho's multiprocessing forks),
-     sampled while the 50 services run.
+  3. memory, sampled while the N services run, of the process that
+     supervises: for n2d the very process `n2d up` started, which has exec'd
+     itself into `n2d __supervise` after its build (checked), for honcho its
+     master process. Peak RSS (VmHWM), its private part (RssAnon: what it
+     does not share with the page cache), PSS (shared pages divided among
+     the processes sharing them), and the summed PSS of its helper processes
+     (n2d's keepers, honcho's per-process forks).
+honcho runs the Procfile n2d rendered, so both run the same entrypoints.
 
-Usage: supervisor/bench/supervisor_vs_honcho.py [--lines N] [--services N]
-Builds n2d-supervise in release mode into $CARGO_TARGET_DIR (default
-/work/target-supervisor). Needs honcho on PATH.
+Usage: supervisor/bench/supervisor_vs_honcho.py [--lines L] [--services N] [--rounds R]
+Builds n2d in release mode into $CARGO_TARGET_DIR (default
+/work/target-supervisor). Needs honcho on PATH. With --rounds R > 1 the
+kinds alternate R times and each figure is the median.
 """
 
 import argparse
@@ -20,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,43 +37,46 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET_DIR = os.environ.get("CARGO_TARGET_DIR", "/work/target-supervisor")
-SUPERVISE = os.path.join(TARGET_DIR, "release", "n2d-supervise")
+N2D = os.environ.get("N2D_BIN", os.path.join(TARGET_DIR, "release", "n2d"))
 
 
 def build():
-    subprocess.run(
-        ["cargo", "build", "--release", "-p", "n2d-supervisor", "--bin", "n2d-supervise"],
-        cwd=ROOT, check=True, env=dict(os.environ, CARGO_TARGET_DIR=TARGET_DIR))
+    if "N2D_BIN" in os.environ:
+        return
+    subprocess.run(["cargo", "build", "--release", "--bin", "n2d"], cwd=ROOT, check=True,
+                   env=dict(os.environ, CARGO_TARGET_DIR=TARGET_DIR))
 
 
-def write_target(folder, services):
-    """services: name -> shell body. Writes bin/<name>, Procfile, launch.json."""
-    os.makedirs(os.path.join(folder, "bin"), exist_ok=True)
-    specs = []
-    with open(os.path.join(folder, "Procfile"), "w") as procfile:
-        for name, body in services.items():
-            path = os.path.join(folder, "bin", name)
-            with open(path, "w") as script:
-                script.write("#!/bin/sh\n" + body + "\n")
-            os.chmod(path, 0o755)
-            procfile.write(f"{name}: bin/{name}\n")
-            specs.append({
-                "name": name, "command": [f"bin/{name}"], "replicas": 1, "depends_on": {},
-                "readiness": None, "restart": "no", "max_restarts": None, "backoff_ms": 1000,
-                "stop_signal": "TERM", "stop_timeout_ms": 5000, "spec_digest": "0" * 64,
-            })
-    with open(os.path.join(folder, "launch.json"), "w") as launch:
-        json.dump({"version": 1, "services": specs}, launch)
+def write_workspace(root, services, lines):
+    os.makedirs(os.path.join(root, "app"))
+    os.makedirs(os.path.join(root, "ready"))
+    with open(os.path.join(root, "n2d.workspace.toml"), "w") as f:
+        f.write('default_targets = ["procfile"]\n')
+    text = ""
+    for i in range(services):
+        text += (f'[services.svc{i}]\ncommand = ["/bin/sh", "-c", '
+                 f'"touch {root}/ready/svc{i}; exec sleep 1000"]\n\n')
+    text += f'[services.flood]\ncommand = ["seq", "1", "{lines}"]\n\n'
+    names = ", ".join(f'":svc{i}"' for i in range(services))
+    text += f'[deployments.start]\nservices = [{names}]\n\n[deployments.flooding]\nservices = [":flood"]\n'
+    with open(os.path.join(root, "app", "n2d.toml"), "w") as f:
+        f.write(text)
+    for deployment in ["start", "flooding"]:
+        subprocess.run([N2D, "build", f"//app:{deployment}"], cwd=root, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def launch(kind, folder, stdout):
-    if kind == "n2d":
-        argv = [SUPERVISE, folder]
-    else:
-        argv = ["honcho", "-f", os.path.join(folder, "Procfile"), "-d", folder, "start"]
+def launch(kind, root, deployment, stdout):
     env = dict(os.environ)
     env.pop("NO_COLOR", None)
-    return subprocess.Popen(argv, cwd=folder, stdout=stdout, stderr=subprocess.STDOUT, env=env)
+    if kind == "n2d":
+        argv = [N2D, "up", f"//app:{deployment}"]
+        cwd = root
+    else:
+        folder = os.path.join(root, "n2d-out", "app", deployment, "procfile")
+        argv = ["honcho", "-f", os.path.join(folder, "Procfile"), "-d", folder, "start"]
+        cwd = folder
+    return subprocess.Popen(argv, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT, env=env)
 
 
 def children(pid):
@@ -96,42 +109,41 @@ def pss_kb(pid):
     return 0
 
 
-def bench_start(kind, count):
-    folder = tempfile.mkdtemp(prefix=f"n2d-bench-{kind}-")
-    ready = os.path.join(folder, "ready")
-    os.makedirs(ready)
-    write_target(folder, {f"svc{i}": f"touch ready/svc{i}; exec sleep 1000" for i in range(count)})
-    with open(os.path.join(folder, "out.log"), "w") as out:
+def bench_start(kind, root, count):
+    ready = os.path.join(root, "ready")
+    for name in os.listdir(ready):
+        os.remove(os.path.join(ready, name))
+    with open(os.path.join(root, f"start-{kind}.log"), "w") as out:
         started = time.monotonic()
-        process = launch(kind, folder, out)
+        process = launch(kind, root, "start", out)
         while len(os.listdir(ready)) < count:
             time.sleep(0.001)
         elapsed = time.monotonic() - started
         time.sleep(0.5)  # let the supervisor settle before sampling memory
-        hwm = status_kb(process.pid, "VmHWM")
-        anon = status_kb(process.pid, "RssAnon")
-        helpers = [p for p in children(process.pid)]
-        helper_pss = sum(pss_kb(p) for p in helpers)
+        with open(f"/proc/{process.pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        sample = dict(
+            handover=argv[1] == b"__supervise",
+            hwm=status_kb(process.pid, "VmHWM"),
+            anon=status_kb(process.pid, "RssAnon"),
+            file=status_kb(process.pid, "RssFile"),
+            pss=pss_kb(process.pid),
+            threads=status_kb(process.pid, "Threads"),
+        )
+        helpers = children(process.pid)
+        sample["helper_pss"] = sum(pss_kb(p) for p in helpers)
+        sample["helpers"] = len(helpers)
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
-    shutil.rmtree(folder, ignore_errors=True)
-    return elapsed, hwm, anon, helper_pss, len(helpers)
+    return dict(start=elapsed, **sample)
 
 
-def bench_logs(kind, lines):
-    folder = tempfile.mkdtemp(prefix=f"n2d-bench-{kind}-")
-    write_target(folder, {"flood": f"seq 1 {lines}"})
-    out_path = os.path.join(folder, "out.log")
+def bench_logs(kind, root, lines):
+    out_path = os.path.join(root, f"flood-{kind}.log")
     with open(out_path, "w") as out:
         started = time.monotonic()
-        process = launch(kind, folder, out)
-        peak = 0
-        while process.poll() is None:
-            try:
-                peak = max(peak, status_kb(process.pid, "VmHWM"))
-            except OSError:
-                pass
-            time.sleep(0.05)
+        process = launch(kind, root, "flooding", out)
+        process.wait(timeout=600)
         elapsed = time.monotonic() - started
     arrived = 0
     expected = 1
@@ -143,44 +155,60 @@ def bench_logs(kind, lines):
                 arrived += 1
                 in_order &= text[1] == str(expected).encode()
                 expected += 1
-    shutil.rmtree(folder, ignore_errors=True)
-    return elapsed, arrived, in_order, peak
+    return dict(elapsed=elapsed, arrived=arrived, in_order=in_order, rate=arrived / elapsed)
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--services", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     if shutil.which("honcho") is None:
         sys.exit("honcho is not installed")
     build()
+    root = tempfile.mkdtemp(prefix="n2d-bench-")
+    try:
+        write_workspace(root, args.services, args.lines)
+        runs = {"n2d": [], "honcho": []}
+        for _ in range(args.rounds):
+            for kind in os.environ.get("BENCH_ONLY", "n2d honcho").split():
+                runs[kind].append({**bench_start(kind, root, args.services),
+                                   **bench_logs(kind, root, args.lines)})
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     results = {}
-    for kind in os.environ.get("BENCH_ONLY", "n2d honcho").split():
-        start, hwm, anon, helper_pss, helpers = bench_start(kind, args.services)
-        elapsed, arrived, in_order, log_hwm = bench_logs(kind, args.lines)
-        results[kind] = dict(start=start, hwm=hwm, anon=anon, helper_pss=helper_pss, helpers=helpers,
-                             elapsed=elapsed, arrived=arrived, in_order=in_order, log_hwm=log_hwm)
-    for kind in results:
-        results[kind]["rate"] = results[kind]["arrived"] / results[kind]["elapsed"]
+    for kind, samples in runs.items():
+        if samples:
+            results[kind] = {key: (statistics.median(s[key] for s in samples)
+                                   if not isinstance(samples[0][key], bool)
+                                   else all(s[key] for s in samples))
+                             for key in samples[0]}
     print(json.dumps(results))
     if len(results) < 2:
         return
-    print(f"{'':32} {'n2d':>12} {'honcho':>12} {'ratio':>8}")
+    print(f"{'':36} {'n2d':>12} {'honcho':>12} {'ratio':>8}")
+
     def row(label, key, fmt, better_low):
         a, b = results["n2d"][key], results["honcho"][key]
         ratio = (b / a if better_low else a / b) if a and b else float("nan")
-        print(f"{label:32} {fmt(a):>12} {fmt(b):>12} {ratio:>7.1f}x")
+        print(f"{label:36} {fmt(a):>12} {fmt(b):>12} {ratio:>7.1f}x")
+
     row(f"start {args.services} services (s)", "start", lambda v: f"{v:.3f}", True)
     row(f"log lines/s ({args.lines} lines)", "rate", lambda v: f"{v:,.0f}", False)
-    row("supervisor VmHWM, 50 svcs (kB)", "hwm", lambda v: f"{v:,}", True)
-    row("supervisor RssAnon, 50 svcs (kB)", "anon", lambda v: f"{v:,}", True)
-    row("supervisor VmHWM, logs (kB)", "log_hwm", lambda v: f"{v:,}", True)
-    row("helper processes PSS sum (kB)", "helper_pss", lambda v: f"{v:,}", True)
+    row(f"supervisor VmHWM, {args.services} svcs (kB)", "hwm", lambda v: f"{v:,.0f}", True)
+    row(f"supervisor RssAnon, {args.services} svcs (kB)", "anon", lambda v: f"{v:,.0f}", True)
+    row(f"supervisor RssFile, {args.services} svcs (kB)", "file", lambda v: f"{v:,.0f}", True)
+    row(f"supervisor PSS, {args.services} svcs (kB)", "pss", lambda v: f"{v:,.0f}", True)
+    row("helper processes PSS sum (kB)", "helper_pss", lambda v: f"{v:,.0f}", True)
     for kind, r in results.items():
         lost = args.lines - r["arrived"]
-        print(f"{kind}: {r['helpers']} helper processes; {r['arrived']} of {args.lines} lines arrived "
-              f"({lost} lost), in order: {r['in_order']}")
+        if kind == "n2d":
+            print("n2d: the measured process is " + ("`n2d up` exec'd into `n2d __supervise`"
+                  if r["handover"] else "`n2d up` itself, supervising in-process"))
+        print(f"{kind}: {r['threads']:.0f} threads, {r['helpers']:.0f} helper processes; "
+              f"{r['arrived']:.0f} of {args.lines} lines arrived ({lost:.0f} lost), "
+              f"in order: {r['in_order']}")
 
 
 if __name__ == "__main__":
