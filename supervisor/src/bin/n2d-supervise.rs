@@ -1,5 +1,6 @@
 //! `n2d-supervise DIR`: runs the supervisor on a procfile target folder in a
-//! process of its own, for tests and benchmarks that signal or kill it.
+//! process of its own, for this crate's tests, which signal or kill it.
+//! Users get the same loop from `n2d up` (`n2d __supervise`).
 //! `--timestamps` adds times to the log prefixes. Exits with the run's status.
 
 use std::path::PathBuf;
