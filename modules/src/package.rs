@@ -11,6 +11,7 @@ use crate::label::{parse_label, Label};
 use crate::node::{Key, Node, SourceFile, Span, Value};
 use crate::options::{is_option_name, parse_declarations, OptionTree};
 use crate::parse::ModuleFile;
+pub use crate::universe::MemberIndexCell;
 
 /// An evaluated package.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,6 +48,11 @@ pub struct DeploymentDef {
     pub namespace: Option<String>,
     /// Target → manager name.
     pub managers: BTreeMap<String, String>,
+    /// Members by name and label, built on first use and then shared by
+    /// every `Universe` holding this package (a build makes one universe
+    /// per Resolve task; rebuilding the index in each was quadratic).
+    #[serde(skip)]
+    pub member_index: MemberIndexCell,
 }
 
 /// One service of a deployment.
@@ -250,6 +256,7 @@ fn parse_deployment(
         targets: Vec::new(),
         namespace: None,
         managers: BTreeMap::new(),
+        member_index: MemberIndexCell::default(),
     };
     for (key, value) in table_of(node, source, &name.name)? {
         match key.name.as_str() {

@@ -51,8 +51,6 @@ pub struct Universe {
     packages: BTreeMap<String, Arc<Package>>,
     options: Arc<OptionSet>,
     imports: Result<Vec<Label>, Error>,
-    /// Per deployment, its members by name and label; built on first use.
-    indexes: HashMap<Label, OnceLock<MemberIndex>>,
     /// The Nix packages a build realized (see `crate::nix`); `None` where
     /// nothing is realized (`n2d show`), and references to a package's
     /// outputs stand for themselves.
@@ -106,6 +104,29 @@ struct MemberIndex {
     by_label: HashMap<Label, usize>,
 }
 
+/// The lazily built member index of a `DeploymentDef`. A cache, not data:
+/// it is never serialized, a clone starts empty, and any two compare equal.
+#[derive(Default)]
+pub struct MemberIndexCell(OnceLock<MemberIndex>);
+
+impl Clone for MemberIndexCell {
+    fn clone(&self) -> Self {
+        MemberIndexCell::default()
+    }
+}
+
+impl PartialEq for MemberIndexCell {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for MemberIndexCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemberIndexCell")
+    }
+}
+
 impl Universe {
     /// Cheap: the real work happens per resolution.
     pub fn new(
@@ -139,19 +160,10 @@ impl Universe {
                 })
             })
             .collect();
-        let indexes = packages
-            .values()
-            .flat_map(|p| {
-                p.deployments
-                    .keys()
-                    .map(|d| (Label::new(p.name.clone(), d.clone()), OnceLock::new()))
-            })
-            .collect();
         Universe {
             packages,
             options,
             imports,
-            indexes,
             realized: None,
         }
     }
@@ -454,12 +466,10 @@ impl Universe {
             .ok_or_else(|| self.unknown_label(label, Some(LabelKind::Deployment)))
     }
 
-    fn index(&self, label: &Label, def: &DeploymentDef) -> &MemberIndex {
-        static EMPTY: OnceLock<MemberIndex> = OnceLock::new();
-        let Some(cell) = self.indexes.get(label) else {
-            return EMPTY.get_or_init(MemberIndex::default);
-        };
-        cell.get_or_init(|| {
+    /// The member index of `def`, the deployment `label` names (a def only
+    /// ever belongs to one label, so the first caller's label is everyone's).
+    fn index<'d>(&self, label: &Label, def: &'d DeploymentDef) -> &'d MemberIndex {
+        def.member_index.0.get_or_init(|| {
             let mut index = MemberIndex::default();
             for (i, member) in def.members.iter().enumerate() {
                 index.by_name.insert(member.name.clone(), i);

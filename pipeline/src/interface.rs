@@ -79,6 +79,7 @@ fn strip_deployment(deployment: &DeploymentDef) -> DeploymentDef {
         targets: deployment.targets.clone(),
         namespace: deployment.namespace.clone(),
         managers: deployment.managers.clone(),
+        member_index: Default::default(),
     }
 }
 
