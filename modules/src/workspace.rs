@@ -1,6 +1,6 @@
 //! The workspace: its root (the nearest folder holding
 //! `n2d.workspace.toml`), its settings, and its packages (folders holding a
-//! module file), found with walkdir.
+//! module file), found by walking the folders.
 //!
 //! Discovery skips hidden folders, `target*`, `node_modules`, the output and
 //! cache folders, and nested workspaces (a folder with its own
@@ -155,73 +155,103 @@ fn find_packages(root: &Path, settings: &Settings) -> Result<Vec<PackageFile>, E
         settings.output_dir.trim_matches('/').to_string(),
         settings.cache_dir.trim_matches('/').to_string(),
     ];
-    let mut packages: Vec<PackageFile> = Vec::new();
-    let walker = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|entry| {
-            if entry.depth() == 0 || !entry.file_type().is_dir() {
-                return true;
-            }
-            let name = entry.file_name().to_string_lossy();
-            let relative = entry
-                .path()
-                .strip_prefix(root)
-                .map(package_path)
-                .unwrap_or_default();
-            !(name.starts_with('.')
-                || name.starts_with("target")
-                || name == "node_modules"
-                || skip_dirs.contains(&relative)
-                || entry.path().join(WORKSPACE_FILE).exists())
-        });
-    for entry in walker {
-        let entry = entry.map_err(|err| {
-            let path = err
-                .path()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            Error::new(
-                ErrorKind::Workspace,
-                format!("cannot read the folder {path}: {err}"),
-            )
-            .help("check the folder's permissions")
-        })?;
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let format = match entry.file_name().to_str() {
-            Some("n2d.toml") => Format::Toml,
-            Some("n2d.json") => Format::Json,
-            Some("n2d.nix") => Format::Nix,
-            _ => continue,
-        };
-        let relative = entry
-            .path()
-            .strip_prefix(root)
-            .unwrap_or(entry.path())
-            .to_path_buf();
-        let package = relative.parent().map(package_path).unwrap_or_default();
-        if let Some(other) = packages.iter().find(|p| p.package == package) {
-            return Err(Error::new(
-                ErrorKind::Duplicate,
-                format!(
-                    "the package //{package} has two module files: {} and {}",
-                    other.display_path(),
-                    relative.display()
-                ),
-            )
-            .help("keep one module file per folder"));
-        }
-        packages.push(PackageFile {
-            package,
-            path: relative,
-            format,
-        });
-    }
+    let mut found = Discovery {
+        root,
+        skip_dirs: &skip_dirs,
+        packages: Vec::new(),
+        by_package: std::collections::HashMap::new(),
+    };
+    found.walk(root, true)?;
+    let mut packages = found.packages;
     packages.sort_by(|a, b| a.package.cmp(&b.package));
     Ok(packages)
+}
+
+/// The walk behind [`find_packages`]. Hand-written rather than walkdir:
+/// it lists each folder once and decides from that listing whether the
+/// folder is a nested workspace, so discovery costs one `readdir` per
+/// folder and no `stat` (every build, even a no-op, starts with it).
+struct Discovery<'a> {
+    root: &'a Path,
+    skip_dirs: &'a [String],
+    packages: Vec<PackageFile>,
+    /// Package → its index in `packages`, to report a second module file.
+    by_package: std::collections::HashMap<String, usize>,
+}
+
+impl Discovery<'_> {
+    /// Visits `dir` and, in file-name order, its files and sub-folders.
+    fn walk(&mut self, dir: &Path, is_root: bool) -> Result<(), Error> {
+        let unreadable = |err: std::io::Error| {
+            Error::new(
+                ErrorKind::Workspace,
+                format!("cannot read the folder {}: {err}", dir.display()),
+            )
+            .help("check the folder's permissions")
+        };
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+            let entry = entry.map_err(unreadable)?;
+            let kind = entry.file_type().map_err(unreadable)?;
+            entries.push((entry.file_name(), kind));
+        }
+        if !is_root
+            && entries.iter().any(|(name, kind)| {
+                name == WORKSPACE_FILE && (!kind.is_symlink() || dir.join(name).exists())
+            })
+        {
+            // A nested workspace is not part of this one.
+            return Ok(());
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, kind) in entries {
+            let path = dir.join(&name);
+            if kind.is_dir() {
+                let text = name.to_string_lossy();
+                let relative = path
+                    .strip_prefix(self.root)
+                    .map(package_path)
+                    .unwrap_or_default();
+                let skipped = text.starts_with('.')
+                    || text.starts_with("target")
+                    || text == "node_modules"
+                    || self.skip_dirs.contains(&relative);
+                if !skipped {
+                    self.walk(&path, false)?;
+                }
+                continue;
+            }
+            if !kind.is_file() {
+                continue;
+            }
+            let format = match name.to_str() {
+                Some("n2d.toml") => Format::Toml,
+                Some("n2d.json") => Format::Json,
+                Some("n2d.nix") => Format::Nix,
+                _ => continue,
+            };
+            let relative = path.strip_prefix(self.root).unwrap_or(&path).to_path_buf();
+            let package = relative.parent().map(package_path).unwrap_or_default();
+            if let Some(&other) = self.by_package.get(&package) {
+                return Err(Error::new(
+                    ErrorKind::Duplicate,
+                    format!(
+                        "the package //{package} has two module files: {} and {}",
+                        self.packages[other].display_path(),
+                        relative.display()
+                    ),
+                )
+                .help("keep one module file per folder"));
+            }
+            self.by_package.insert(package.clone(), self.packages.len());
+            self.packages.push(PackageFile {
+                package,
+                path: relative,
+                format,
+            });
+        }
+        Ok(())
+    }
 }
 
 fn package_path(relative: &Path) -> String {
