@@ -163,16 +163,162 @@ pub fn materialize(
 /// file still on disk as written (one `stat` each): the no-op build's check
 /// that nobody edited or deleted an output.
 pub fn is_in_sync(dir: &Path, source: &str) -> bool {
+    folder_state(dir, source).is_some_and(|state| state.files_still_hold(dir))
+}
+
+/// An output folder as a finished materialization left it: the stat of
+/// its manifest and, for each file the manifest lists, the stat recorded
+/// when it was written. The no-op build keeps these in its stamp, so that
+/// checking a folder needs no manifest read, only `stat`s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderState {
+    pub manifest: RecordedStat,
+    /// Relative path → recorded stat.
+    pub files: Vec<(String, RecordedStat)>,
+}
+
+/// What one `stat` must still show of a file n2d wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordedStat {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub inode: u64,
+    /// Permission bits; `u32::MAX` for the manifest, whose mode is not
+    /// n2d's to keep.
+    pub mode: u32,
+}
+
+/// The state of `dir` if a materialization of `source` finished there
+/// (files are not checked: see [`FolderState::still_holds`]).
+pub fn folder_state(dir: &Path, source: &str) -> Option<FolderState> {
+    let path = dir.join(MANIFEST);
+    let before = fs::symlink_metadata(&path).ok()?;
     let manifest = read_manifest(dir);
-    !source.is_empty()
-        && manifest.source == source
-        && manifest.files.par_iter().all(|(path, entry)| {
-            entry.as_ref().is_some_and(|entry| {
-                fs::symlink_metadata(dir.join(path))
-                    .map(|meta| stat_matches(&meta, entry))
-                    .unwrap_or(false)
+    let after = fs::symlink_metadata(&path).ok()?;
+    let manifest_stat = recorded_stat(&before, u32::MAX);
+    if source.is_empty()
+        || manifest.source != source
+        || recorded_stat(&after, u32::MAX) != manifest_stat
+    {
+        return None;
+    }
+    let files = manifest
+        .files
+        .into_iter()
+        .map(|(path, entry)| {
+            entry.map(|e| {
+                let stat = RecordedStat {
+                    size: e.size,
+                    mtime_ns: e.mtime_ns,
+                    inode: e.inode,
+                    mode: e.mode,
+                };
+                (path, stat)
             })
         })
+        .collect::<Option<Vec<_>>>()?;
+    Some(FolderState {
+        manifest: manifest_stat,
+        files,
+    })
+}
+
+impl FolderState {
+    /// Whether the folder is still exactly in this state: its manifest
+    /// unchanged and every file as recorded.
+    pub fn still_holds(&self, dir: &Path) -> bool {
+        let Ok(folder) = DirHandle::open(dir) else {
+            return false;
+        };
+        folder
+            .stat(Path::new(MANIFEST))
+            .is_some_and(|stat| same_stat(&stat, &self.manifest))
+            && self.files_still_hold_in(&folder)
+    }
+
+    fn files_still_hold(&self, dir: &Path) -> bool {
+        DirHandle::open(dir).is_ok_and(|folder| self.files_still_hold_in(&folder))
+    }
+
+    fn files_still_hold_in(&self, folder: &DirHandle) -> bool {
+        self.files.par_iter().all(|(path, recorded)| {
+            folder
+                .stat(Path::new(path))
+                .is_some_and(|stat| same_stat(&stat, recorded))
+        })
+    }
+}
+
+fn recorded_stat(meta: &fs::Metadata, mode: u32) -> RecordedStat {
+    RecordedStat {
+        size: meta.len(),
+        mtime_ns: mtime_ns(meta),
+        inode: meta.ino(),
+        mode,
+    }
+}
+
+/// A `stat` as [`DirHandle::stat`] gives it.
+struct StatAt {
+    is_file: bool,
+    size: u64,
+    mtime_ns: i128,
+    inode: u64,
+    mode: u32,
+}
+
+fn same_stat(stat: &StatAt, recorded: &RecordedStat) -> bool {
+    stat.is_file
+        && stat.size == recorded.size
+        && stat.inode == recorded.inode
+        && stat.mtime_ns == recorded.mtime_ns
+        && (recorded.mode == u32::MAX || stat.mode & 0o7777 == recorded.mode)
+}
+
+/// An open output folder, to `stat` its files relative to it: the kernel
+/// then resolves one or two path components per file instead of the whole
+/// absolute path (most of a no-op build's time at 10,000 outputs).
+struct DirHandle(fs::File);
+
+impl DirHandle {
+    fn open(dir: &Path) -> std::io::Result<DirHandle> {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(dir)
+            .map(DirHandle)
+    }
+
+    /// `lstat` of `relative` (which must not be absolute), or `None`.
+    fn stat(&self, relative: &Path) -> Option<StatAt> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::io::AsRawFd;
+        let name = std::ffi::CString::new(relative.as_os_str().as_bytes()).ok()?;
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `name` is a NUL-terminated string and `stat` a buffer of
+        // the right type, both alive for the call; the folder's descriptor
+        // is open as long as `self`.
+        let result = unsafe {
+            libc::fstatat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                stat.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if result != 0 {
+            return None;
+        }
+        // SAFETY: fstatat succeeded, so it filled the buffer.
+        let stat = unsafe { stat.assume_init() };
+        Some(StatAt {
+            is_file: stat.st_mode & libc::S_IFMT == libc::S_IFREG,
+            size: stat.st_size as u64,
+            mtime_ns: stat.st_mtime as i128 * 1_000_000_000 + stat.st_mtime_nsec as i128,
+            inode: stat.st_ino,
+            mode: stat.st_mode,
+        })
+    }
 }
 
 /// What the folder was last materialized from (the digest recorded by
@@ -407,6 +553,45 @@ mod tests {
         assert!(!is_in_sync(&dir, "one"));
         fs::write(dir.join("a"), "edited").unwrap();
         assert!(!is_in_sync(&dir, "two"));
+    }
+
+    #[test]
+    fn a_folder_state_sees_deleted_edited_and_remade_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("out");
+        let files = [file("a", "1", 0o644), file("sub/b", "2", 0o755)];
+        materialize(&dir, &files, "one").unwrap();
+        assert!(folder_state(&dir, "two").is_none(), "another source");
+        let state = folder_state(&dir, "one").unwrap();
+        assert_eq!(state.files.len(), 2);
+        assert!(state.still_holds(&dir));
+
+        // Same size, other content: only the mtime tells.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        fs::write(dir.join("sub/b"), "3").unwrap();
+        fs::File::options()
+            .append(true)
+            .open(dir.join("sub/b"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(!state.still_holds(&dir), "an edited file");
+        materialize(&dir, &files, "one").unwrap();
+        let state = folder_state(&dir, "one").unwrap();
+        assert!(state.still_holds(&dir));
+
+        fs::remove_file(dir.join("a")).unwrap();
+        assert!(!state.still_holds(&dir), "a deleted file");
+        materialize(&dir, &files, "one").unwrap();
+        let state = folder_state(&dir, "one").unwrap();
+        fs::set_permissions(dir.join("a"), fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(!state.still_holds(&dir), "a changed mode");
+        materialize(&dir, &files, "one").unwrap();
+        let state = folder_state(&dir, "one").unwrap();
+        let manifest = fs::read(dir.join(MANIFEST)).unwrap();
+        fs::remove_file(dir.join(MANIFEST)).unwrap();
+        fs::write(dir.join(MANIFEST), manifest).unwrap();
+        assert!(!state.still_holds(&dir), "a rewritten manifest");
     }
 
     #[test]

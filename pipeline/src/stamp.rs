@@ -11,18 +11,23 @@
 //! new n2d may render differently). A stamp never serves a file whose mtime
 //! is within two seconds of the stamp, since an edit in the same clock tick
 //! could keep the same mtime (git's "racily clean" rule).
+//!
+//! The stamp holds, for each output folder, the stat of its manifest and
+//! of every file the manifest lists (`materialize::FolderState`), so the
+//! check reads no manifest. It is a small binary file with a checksum
+//! (`encode`/`decode`): at 10,000 outputs, parsing it as JSON cost more
+//! than the stats it saves. A stamp that does not decode is no stamp.
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use n2d_engine::{KindCounts, Summary};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use crate::materialize;
+use crate::materialize::{self, FolderState, RecordedStat};
 
-#[derive(Debug, Serialize, Deserialize)]
 struct Stamp {
     /// When the build that wrote the stamp started: a file modified after
     /// that (even while the build ran) has a later mtime and is never served.
@@ -30,13 +35,13 @@ struct Stamp {
     /// Module files found by discovery, workspace-relative.
     packages: Vec<String>,
     inputs: Vec<(PathBuf, FileStat)>,
-    /// Target folder → the assembled digest it holds.
-    outputs: Vec<(PathBuf, String)>,
+    /// Target folder → what it holds.
+    outputs: Vec<(PathBuf, FolderState)>,
     /// Tasks per kind in the build that wrote the stamp: reported as cached.
     tasks: BTreeMap<String, u64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FileStat {
     mtime_ns: i128,
     size: u64,
@@ -58,7 +63,7 @@ const KINDS: [&str; 8] = [
 
 /// Where the stamp of a request key lives.
 pub fn stamp_path(cache_dir: &Path, key: &str) -> PathBuf {
-    cache_dir.join("stamps").join(format!("{key}.json"))
+    cache_dir.join("stamps").join(key)
 }
 
 /// The identity of the running executable: part of every stamp key.
@@ -71,7 +76,7 @@ pub fn executable_identity() -> String {
 
 /// The outputs and counts of the last build, when nothing changed since.
 pub fn check(path: &Path, packages: &[String]) -> Option<(Vec<PathBuf>, Vec<PathBuf>, Summary)> {
-    let stamp: Stamp = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let stamp = decode(&std::fs::read(path).ok()?)?;
     if stamp.packages != packages {
         return None;
     }
@@ -85,7 +90,7 @@ pub fn check(path: &Path, packages: &[String]) -> Option<(Vec<PathBuf>, Vec<Path
     let outputs_same = stamp
         .outputs
         .par_iter()
-        .all(|(dir, assembled)| materialize::is_in_sync(dir, assembled));
+        .all(|(dir, state)| state.still_holds(dir));
     if !outputs_same {
         return None;
     }
@@ -134,6 +139,17 @@ pub fn record(
         let _ = std::fs::remove_file(path);
         return;
     };
+    let Some(outputs) = outputs
+        .par_iter()
+        .map(|(dir, assembled)| {
+            materialize::folder_state(dir, assembled).map(|state| (dir.clone(), state))
+        })
+        .collect::<Option<Vec<_>>>()
+    else {
+        // A folder changed since it was materialized: the next build checks.
+        let _ = std::fs::remove_file(path);
+        return;
+    };
     let tasks = summary
         .by_kind
         .iter()
@@ -143,7 +159,7 @@ pub fn record(
         started_at_ns,
         packages: packages.to_vec(),
         inputs,
-        outputs: outputs.to_vec(),
+        outputs,
         tasks,
     };
     let Some(dir) = path.parent() else { return };
@@ -151,7 +167,7 @@ pub fn record(
         return;
     }
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let bytes = serde_json::to_vec(&stamp).expect("a stamp serializes");
+    let bytes = encode(&stamp);
     if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -169,4 +185,215 @@ fn stat(file: &Path) -> Option<FileStat> {
         size: meta.len(),
         inode: meta.ino(),
     })
+}
+
+const MAGIC: &[u8; 8] = b"n2dstamp";
+const FORMAT: u32 = 2;
+
+fn encode(stamp: &Stamp) -> Vec<u8> {
+    let mut out = Writer(Vec::with_capacity(64 * 1024));
+    out.0.extend_from_slice(MAGIC);
+    out.u32(FORMAT);
+    out.i128(stamp.started_at_ns);
+    out.u64(stamp.packages.len() as u64);
+    for package in &stamp.packages {
+        out.bytes(package.as_bytes());
+    }
+    out.u64(stamp.inputs.len() as u64);
+    for (file, stat) in &stamp.inputs {
+        out.bytes(file.as_os_str().as_bytes());
+        out.i128(stat.mtime_ns);
+        out.u64(stat.size);
+        out.u64(stat.inode);
+    }
+    out.u64(stamp.outputs.len() as u64);
+    for (dir, state) in &stamp.outputs {
+        out.bytes(dir.as_os_str().as_bytes());
+        out.recorded(&state.manifest);
+        out.u64(state.files.len() as u64);
+        for (file, stat) in &state.files {
+            out.bytes(file.as_bytes());
+            out.recorded(stat);
+        }
+    }
+    out.u64(stamp.tasks.len() as u64);
+    for (kind, count) in &stamp.tasks {
+        out.bytes(kind.as_bytes());
+        out.u64(*count);
+    }
+    let checksum = blake3::hash(&out.0);
+    out.0.extend_from_slice(checksum.as_bytes());
+    out.0
+}
+
+fn decode(bytes: &[u8]) -> Option<Stamp> {
+    let (body, checksum) = bytes.split_at(bytes.len().checked_sub(32)?);
+    if blake3::hash(body).as_bytes() != checksum {
+        return None;
+    }
+    let mut input = Reader(body);
+    if input.take(8)? != MAGIC || input.u32()? != FORMAT {
+        return None;
+    }
+    let started_at_ns = input.i128()?;
+    let packages = (0..input.count()?)
+        .map(|_| input.string())
+        .collect::<Option<_>>()?;
+    let inputs = (0..input.count()?)
+        .map(|_| {
+            let file = input.path()?;
+            let stat = FileStat {
+                mtime_ns: input.i128()?,
+                size: input.u64()?,
+                inode: input.u64()?,
+            };
+            Some((file, stat))
+        })
+        .collect::<Option<_>>()?;
+    let outputs = (0..input.count()?)
+        .map(|_| {
+            let dir = input.path()?;
+            let manifest = input.recorded()?;
+            let files = (0..input.count()?)
+                .map(|_| Some((input.string()?, input.recorded()?)))
+                .collect::<Option<_>>()?;
+            Some((dir, FolderState { manifest, files }))
+        })
+        .collect::<Option<_>>()?;
+    let tasks = (0..input.count()?)
+        .map(|_| Some((input.string()?, input.u64()?)))
+        .collect::<Option<_>>()?;
+    input.0.is_empty().then_some(Stamp {
+        started_at_ns,
+        packages,
+        inputs,
+        outputs,
+        tasks,
+    })
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u32(&mut self, value: u32) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+    fn u64(&mut self, value: u64) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+    fn i128(&mut self, value: i128) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.u64(bytes.len() as u64);
+        self.0.extend_from_slice(bytes);
+    }
+    fn recorded(&mut self, stat: &RecordedStat) {
+        self.u64(stat.size);
+        self.i128(stat.mtime_ns);
+        self.u64(stat.inode);
+        self.u32(stat.mode);
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, len: usize) -> Option<&[u8]> {
+        if self.0.len() < len {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn i128(&mut self) -> Option<i128> {
+        Some(i128::from_le_bytes(self.take(16)?.try_into().ok()?))
+    }
+    /// A count of items that follow; bounded by the bytes left, so that a
+    /// damaged count cannot make the decoder allocate without end.
+    fn count(&mut self) -> Option<usize> {
+        let count = usize::try_from(self.u64()?).ok()?;
+        (count <= self.0.len()).then_some(count)
+    }
+    fn bytes(&mut self) -> Option<&[u8]> {
+        let len = usize::try_from(self.u64()?).ok()?;
+        self.take(len)
+    }
+    fn string(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
+    }
+    fn path(&mut self) -> Option<PathBuf> {
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(self.bytes()?)))
+    }
+    fn recorded(&mut self) -> Option<RecordedStat> {
+        Some(RecordedStat {
+            size: self.u64()?,
+            mtime_ns: self.i128()?,
+            inode: self.u64()?,
+            mode: self.u32()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp() -> Stamp {
+        let stat = RecordedStat {
+            size: 3,
+            mtime_ns: -5,
+            inode: 7,
+            mode: 0o644,
+        };
+        Stamp {
+            started_at_ns: 1_795_590_241_879_162_411,
+            packages: vec!["web/n2d.toml".into(), "n2d.toml".into()],
+            inputs: vec![(
+                PathBuf::from("/ws/web/n2d.toml"),
+                FileStat {
+                    mtime_ns: 42,
+                    size: 10,
+                    inode: 11,
+                },
+            )],
+            outputs: vec![(
+                PathBuf::from("/ws/n2d-out/dev/json"),
+                FolderState {
+                    manifest: RecordedStat {
+                        mode: u32::MAX,
+                        ..stat
+                    },
+                    files: vec![("services/a.json".into(), stat)],
+                },
+            )],
+            tasks: [("render".to_string(), 4)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn a_stamp_decodes_to_itself_and_a_damaged_one_to_nothing() {
+        let original = stamp();
+        let bytes = encode(&original);
+        let decoded = decode(&bytes).unwrap();
+        assert_eq!(decoded.started_at_ns, original.started_at_ns);
+        assert_eq!(decoded.packages, original.packages);
+        assert_eq!(decoded.inputs, original.inputs);
+        assert_eq!(decoded.outputs, original.outputs);
+        assert_eq!(decoded.tasks, original.tasks);
+        for at in [0, 9, bytes.len() / 2, bytes.len() - 1] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 1;
+            assert!(decode(&damaged).is_none(), "byte {at} flipped");
+        }
+        assert!(decode(&bytes[..bytes.len() - 1]).is_none());
+        assert!(decode(b"").is_none());
+    }
 }
