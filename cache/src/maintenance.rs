@@ -60,6 +60,7 @@ pub struct VerifyReport {
 
 impl Cache {
     pub fn stats(&self) -> Result<Stats, CacheError> {
+        self.write_pending_access()?;
         let mut trees = Vec::new();
         for (name, tree) in self.named_trees() {
             let mut stats = TreeStats {
@@ -82,6 +83,7 @@ impl Cache {
     /// most `max_bytes`, deleting first every record that points at them.
     pub fn gc(&self, max_bytes: u64) -> Result<GcReport, CacheError> {
         self.invalidate_heads()?;
+        self.write_pending_access()?;
         let mut blobs = Vec::new();
         let mut total = 0u64;
         for entry in self.cas.iter() {
