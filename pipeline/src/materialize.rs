@@ -378,11 +378,12 @@ fn put_file(
     let path = dir.join(&file.path);
     let digest = blake3::hash(&file.bytes).to_hex().to_string();
     let mode = file.mode & 0o7777;
-    if let Ok(meta) = fs::symlink_metadata(&path) {
+    let existing = fs::symlink_metadata(&path);
+    if let Ok(meta) = &existing {
         if meta.file_type().is_symlink() {
             return Err(MaterializeError::Symlink(path));
         }
-        let same_stat = previous.is_some_and(|p| p.digest == digest && stat_matches(&meta, p));
+        let same_stat = previous.is_some_and(|p| p.digest == digest && stat_matches(meta, p));
         // A file that n2d did not record (or whose stat moved) is compared by
         // content: rewriting identical bytes would only bump its mtime.
         let same = same_stat
@@ -391,10 +392,15 @@ fn put_file(
                 && meta.permissions().mode() & 0o7777 == mode
                 && fs::read(&path).map(|b| b == file.bytes).unwrap_or(false));
         if same {
-            return Ok((entry_for(&meta, digest, mode), false));
+            return Ok((entry_for(meta, digest, mode), false));
         }
     }
     let parent = path.parent().expect("a joined path has a parent");
+    if existing.is_err() {
+        if let Some(meta) = create_whole(parent, &path, &file.bytes, mode) {
+            return Ok((entry_for(&meta, digest, mode), true));
+        }
+    }
     let name = path
         .file_name()
         .expect("a checked path has a file name")
@@ -412,15 +418,54 @@ fn put_file(
         // `mode` on open is filtered by the umask; secrets must be exact.
         out.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(io("setting the mode of", &tmp))?;
+        // The stat of what we wrote, not of whatever is at the path later:
+        // a rename keeps the inode and its mtime.
+        let meta = out.metadata().map_err(io("inspecting", &tmp))?;
         drop(out);
-        fs::rename(&tmp, &path).map_err(io("renaming into place", &path))
+        fs::rename(&tmp, &path).map_err(io("renaming into place", &path))?;
+        Ok(meta)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result?;
-    let meta = fs::symlink_metadata(&path).map_err(io("inspecting", &path))?;
+    let meta = result?;
     Ok((entry_for(&meta, digest, mode), true))
+}
+
+/// Creates a file that does not exist yet, atomically and without a
+/// temporary name: an unnamed file (`O_TMPFILE`) in `parent`, written,
+/// then linked at `path`, so a reader sees no file or the whole file. That
+/// is one directory update instead of three (create, rename, remove), and
+/// directory updates are most of a cold build's materialization. `None`
+/// when the file system or the system cannot (no `O_TMPFILE`, no `/proc`)
+/// or the name was taken meanwhile: the caller then writes a temporary
+/// sibling and renames it.
+fn create_whole(parent: &Path, path: &Path, bytes: &[u8], mode: u32) -> Option<fs::Metadata> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::AsRawFd;
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .mode(mode)
+        .open(parent)
+        .ok()?;
+    out.write_all(bytes).ok()?;
+    out.set_permissions(fs::Permissions::from_mode(mode)).ok()?;
+    let meta = out.metadata().ok()?;
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", out.as_raw_fd())).ok()?;
+    let to = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: both are NUL-terminated strings alive for the call.
+    let linked = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    // An unnamed file that is not linked disappears when closed.
+    (linked == 0).then_some(meta)
 }
 
 fn entry_for(meta: &fs::Metadata, digest: String, mode: u32) -> ManifestEntry {
