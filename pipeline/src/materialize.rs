@@ -236,7 +236,8 @@ impl FolderState {
             && self.files_still_hold_in(&folder)
     }
 
-    fn files_still_hold(&self, dir: &Path) -> bool {
+    /// Whether every file is as recorded (the manifest is not checked).
+    pub fn files_still_hold(&self, dir: &Path) -> bool {
         DirHandle::open(dir).is_ok_and(|folder| self.files_still_hold_in(&folder))
     }
 

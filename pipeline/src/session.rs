@@ -511,8 +511,12 @@ impl Session {
             let dir = self.target_dir(&label.package, &label.name, target);
             let assembled = digest.to_hex();
             result.outputs.push(dir.clone());
-            stamped_outputs.push((dir.clone(), assembled.clone()));
-            if materialize::is_in_sync(&dir, &assembled) {
+            // A folder found in sync goes into the stamp as found.
+            let state = materialize::folder_state(&dir, &assembled)
+                .filter(|state| state.files_still_hold(&dir));
+            let found_in_sync = state.is_some();
+            stamped_outputs.push((dir.clone(), assembled.clone(), state));
+            if found_in_sync {
                 in_sync += 1;
                 continue;
             }

@@ -119,15 +119,16 @@ pub fn now_ns() -> i128 {
         .unwrap_or(0)
 }
 
-/// Records a successful build that started at `started_at_ns`. Failing to
-/// write a stamp only costs the next build its fast path, so errors are
-/// ignored.
+/// Records a successful build that started at `started_at_ns`, whose
+/// output folders are `outputs` (folder, assembled digest, and its state
+/// when the build found it in sync). Failing to write a stamp only costs
+/// the next build its fast path, so errors are ignored.
 pub fn record(
     path: &Path,
     started_at_ns: i128,
     packages: &[String],
     inputs: &[PathBuf],
-    outputs: &[(PathBuf, String)],
+    outputs: &[(PathBuf, String, Option<FolderState>)],
     summary: &Summary,
 ) {
     let Some(inputs) = inputs
@@ -141,8 +142,13 @@ pub fn record(
     };
     let Some(outputs) = outputs
         .par_iter()
-        .map(|(dir, assembled)| {
-            materialize::folder_state(dir, assembled).map(|state| (dir.clone(), state))
+        .map(|(dir, assembled, known)| {
+            // A folder materialized by this build is read back from its
+            // manifest; one found in sync was read already.
+            known
+                .clone()
+                .or_else(|| materialize::folder_state(dir, assembled))
+                .map(|state| (dir.clone(), state))
         })
         .collect::<Option<Vec<_>>>()
     else {
