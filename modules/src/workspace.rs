@@ -155,14 +155,11 @@ fn find_packages(root: &Path, settings: &Settings) -> Result<Vec<PackageFile>, E
         settings.output_dir.trim_matches('/').to_string(),
         settings.cache_dir.trim_matches('/').to_string(),
     ];
-    let mut found = Discovery {
+    let discovery = Discovery {
         root,
         skip_dirs: &skip_dirs,
-        packages: Vec::new(),
-        by_package: std::collections::HashMap::new(),
     };
-    found.walk(root, true)?;
-    let mut packages = found.packages;
+    let mut packages = discovery.walk(root, true)?;
     packages.sort_by(|a, b| a.package.cmp(&b.package));
     Ok(packages)
 }
@@ -170,18 +167,18 @@ fn find_packages(root: &Path, settings: &Settings) -> Result<Vec<PackageFile>, E
 /// The walk behind [`find_packages`]. Hand-written rather than walkdir:
 /// it lists each folder once and decides from that listing whether the
 /// folder is a nested workspace, so discovery costs one `readdir` per
-/// folder and no `stat` (every build, even a no-op, starts with it).
+/// folder and no `stat`; and it walks sibling folders in parallel (rayon),
+/// since every build, even a no-op, starts with it.
 struct Discovery<'a> {
     root: &'a Path,
     skip_dirs: &'a [String],
-    packages: Vec<PackageFile>,
-    /// Package → its index in `packages`, to report a second module file.
-    by_package: std::collections::HashMap<String, usize>,
 }
 
 impl Discovery<'_> {
-    /// Visits `dir` and, in file-name order, its files and sub-folders.
-    fn walk(&mut self, dir: &Path, is_root: bool) -> Result<(), Error> {
+    /// The packages in `dir` and below. Two module files of one package are
+    /// in one folder, so that check needs only the folder's own listing.
+    fn walk(&self, dir: &Path, is_root: bool) -> Result<Vec<PackageFile>, Error> {
+        use rayon::prelude::*;
         let unreadable = |err: std::io::Error| {
             Error::new(
                 ErrorKind::Workspace,
@@ -201,9 +198,11 @@ impl Discovery<'_> {
             })
         {
             // A nested workspace is not part of this one.
-            return Ok(());
+            return Ok(Vec::new());
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut packages: Vec<PackageFile> = Vec::new();
+        let mut subdirs = Vec::new();
         for (name, kind) in entries {
             let path = dir.join(&name);
             if kind.is_dir() {
@@ -217,7 +216,7 @@ impl Discovery<'_> {
                     || text == "node_modules"
                     || self.skip_dirs.contains(&relative);
                 if !skipped {
-                    self.walk(&path, false)?;
+                    subdirs.push(path);
                 }
                 continue;
             }
@@ -232,25 +231,32 @@ impl Discovery<'_> {
             };
             let relative = path.strip_prefix(self.root).unwrap_or(&path).to_path_buf();
             let package = relative.parent().map(package_path).unwrap_or_default();
-            if let Some(&other) = self.by_package.get(&package) {
+            if let Some(other) = packages.first() {
                 return Err(Error::new(
                     ErrorKind::Duplicate,
                     format!(
                         "the package //{package} has two module files: {} and {}",
-                        self.packages[other].display_path(),
+                        other.display_path(),
                         relative.display()
                     ),
                 )
                 .help("keep one module file per folder"));
             }
-            self.by_package.insert(package.clone(), self.packages.len());
-            self.packages.push(PackageFile {
+            packages.push(PackageFile {
                 package,
                 path: relative,
                 format,
             });
         }
-        Ok(())
+        // In listing order, so that the error reported is the first one.
+        let below: Vec<Result<Vec<PackageFile>, Error>> = subdirs
+            .par_iter()
+            .map(|subdir| self.walk(subdir, false))
+            .collect();
+        for found in below {
+            packages.extend(found?);
+        }
+        Ok(packages)
     }
 }
 
