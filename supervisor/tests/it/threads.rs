@@ -33,9 +33,18 @@ fn forty_running_services_are_supervised_by_one_thread() {
                     .all(|i| i.state == InstanceState::Running && i.pid.is_some())
         })
     });
+    // Running means started, not that `echo up` has run yet: wait for
+    // every instance's line before stopping them.
+    let ups = |target: &Target| {
+        target
+            .read("stdout.log")
+            .lines()
+            .filter(|l| l.ends_with("| up"))
+            .count()
+    };
+    wait_until("every instance printed its line", || ups(&target) == 40);
     assert_eq!(threads_of(running.pid()), 1);
     running.signal(libc::SIGTERM);
     assert!(running.wait(Duration::from_secs(20)).success());
-    let stdout = target.read("stdout.log");
-    assert_eq!(stdout.lines().filter(|l| l.ends_with("| up")).count(), 40);
+    assert_eq!(ups(&target), 40);
 }
