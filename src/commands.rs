@@ -651,8 +651,9 @@ fn cache(cwd: &Path, command: CacheCommand) -> Result<ExitCode> {
                 None => 1 << 30,
             };
             let report = cache.gc(max).map_err(|e| anyhow!("{e}"))?;
+            let stamps = session.forget_stamps();
             println!(
-                "removed {} blobs ({} bytes) and {} records; {} bytes kept",
+                "removed {} blobs ({} bytes), {} records and {stamps} no-op stamps; {} bytes kept",
                 report.removed_blobs,
                 report.removed_bytes,
                 report.removed_records,

@@ -558,6 +558,11 @@ impl Session {
         Ok(result)
     }
 
+    /// Removes the no-op stamps of every request (see `stamp::forget_all`).
+    pub fn forget_stamps(&self) -> usize {
+        crate::stamp::forget_all(&self.cache_dir)
+    }
+
     /// Builds `request`, then launches the folder of `launch` with its
     /// detached manager: a Launch task, added only when the folder holds an
     /// output other than the one launched last (or `launch.force`).

@@ -66,6 +66,19 @@ pub fn stamp_path(cache_dir: &Path, key: &str) -> PathBuf {
     cache_dir.join("stamps").join(key)
 }
 
+/// Removes every no-op stamp (`n2d cache gc`): each executable and request
+/// writes its own, so old ones pile up; losing one costs one full build.
+/// Returns how many were removed.
+pub fn forget_all(cache_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(cache_dir.join("stamps")) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| std::fs::remove_file(entry.path()).is_ok())
+        .count()
+}
+
 /// The identity of the running executable: part of every stamp key.
 pub fn executable_identity() -> String {
     std::env::current_exe()

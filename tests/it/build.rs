@@ -231,12 +231,15 @@ fn gc_never_breaks_the_next_build() {
     let ws = three_services();
     ws.build_json(&["//..."]);
     let clean = snapshot(&ws.root.join("n2d-out"));
+    let stamps = || std::fs::read_dir(ws.root.join(".n2d/stamps")).map_or(0, |d| d.count());
+    assert_eq!(stamps(), 1, "the build's no-op stamp");
     let gc = ws.n2d(&["cache", "gc", "--max-size", "0"]);
     assert!(
         gc.status.success(),
         "{}",
         String::from_utf8_lossy(&gc.stderr)
     );
+    assert_eq!(stamps(), 0, "gc drops the no-op stamps, which pile up");
     std::fs::remove_dir_all(ws.root.join("n2d-out")).unwrap();
     let after = ws.build_json(&["//..."]);
     assert_eq!(after["ok"], true, "{after}");
