@@ -348,6 +348,8 @@ impl Session {
                 let env = rule.env().id();
                 let deployment_inputs = rule.deployment_inputs(&deployment);
                 let mut renders = Vec::new();
+                // The Layer tasks this target's images stack, by key.
+                let mut deployment_layers: BTreeMap<String, TaskId> = BTreeMap::new();
                 for service in &planned.services {
                     let key = (planned.label.to_string(), service.name.clone(), env.clone());
                     let resolve = match resolves.get(&key) {
@@ -446,6 +448,7 @@ impl Session {
                             let id = *layers
                                 .entry(key.clone())
                                 .or_insert_with(|| graph.add(task, &[]));
+                            deployment_layers.insert(key.clone(), id);
                             layer_keys.push(key);
                             render_dependencies.push(id);
                         }
@@ -474,14 +477,19 @@ impl Session {
                     );
                     renders.push(render);
                 }
+                let mut assemble_dependencies = renders;
+                let layer_ids: Vec<TaskId> = deployment_layers.values().copied().collect();
+                let layer_count = layer_ids.len();
+                assemble_dependencies.extend(layer_ids);
                 let assemble = graph.add(
                     AssembleTask {
                         identity: format!("assemble {} ({target})", planned.label),
                         rule: rule.clone(),
                         deployment: deployment.clone(),
                         deployment_digest,
+                        layers: layer_count,
                     },
-                    &renders,
+                    &assemble_dependencies,
                 );
                 assembles.push((planned.label.clone(), target.clone(), assemble));
             }

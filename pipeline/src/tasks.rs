@@ -21,7 +21,7 @@ use crate::materialize::{self, OutputFile};
 use crate::plan::{make_plan, PlanRequest};
 
 /// Bumped when the pipeline's own encoding of outputs changes.
-const PIPELINE_VERSION: u32 = 2;
+const PIPELINE_VERSION: u32 = 3;
 
 /// Parse(file): a module file's text into a `ModuleFile`.
 pub struct ParseTask {
@@ -387,6 +387,10 @@ pub struct AssembleTask {
     pub rule: Arc<dyn Rule>,
     pub deployment: Arc<Deployment>,
     pub deployment_digest: n2d_cache::Digest,
+    /// How many Layer outputs follow the Render outputs in the
+    /// dependencies: image layers built as tasks of their own, written once
+    /// per layout as `blobs/sha256/<digest>` (the renders leave them out).
+    pub layers: usize,
 }
 
 impl Task for AssembleTask {
@@ -404,8 +408,10 @@ impl Task for AssembleTask {
         inputs.value_digest("deployment", self.deployment_digest);
     }
     fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
+        let renders = context.dependencies().len() - self.layers;
         let rendered: Vec<n2d_rules::Rendered> = context
             .dependencies()
+            .take(renders)
             .map(codec::decode_rendered)
             .collect::<Result<_, _>>()?;
         let fragments: Vec<(&str, &serde_json::Value)> = self
@@ -418,6 +424,14 @@ impl Task for AssembleTask {
         let mut artifacts = self.rule.assemble(&self.deployment, &fragments)?;
         for service in rendered {
             artifacts.extend(service.artifacts);
+        }
+        for layer in context.dependencies().skip(renders) {
+            let blob = n2d_rules::oci::Blob::new(n2d_rules::oci::LAYER_MEDIA_TYPE, layer.to_vec());
+            artifacts.push(n2d_rules::Artifact {
+                path: blob.path(),
+                bytes: blob.bytes,
+                mode: 0o644,
+            });
         }
         artifacts.sort_by(|a, b| a.path.cmp(&b.path));
         // The same file from two services (a content-addressed blob of a

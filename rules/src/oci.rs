@@ -68,7 +68,7 @@ impl Rule for OciRule {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn env(&self) -> &dyn TargetEnv {
@@ -178,22 +178,31 @@ pub fn render_image(
         ));
     }
     let specs = layer_specs(deployment, service, closure, sources)?;
+    // (layer, whether it was built as a task of its own). A prebuilt layer's
+    // blob is the caller's to write, once per layout: it is not repeated in
+    // every image's render output.
     let layers = specs
         .iter()
         .map(
             |spec| match spec.task_key().and_then(|key| sources.prebuilt_layer(&key)) {
-                Some(bytes) => Ok(Layer {
-                    name: spec.name.clone(),
-                    blob: Blob::new(LAYER_MEDIA_TYPE, bytes),
-                }),
-                None => build_layer(spec, &service.name, sources, store),
+                Some(bytes) => Ok((
+                    Layer {
+                        name: spec.name.clone(),
+                        blob: Blob::new(LAYER_MEDIA_TYPE, bytes),
+                    },
+                    true,
+                )),
+                None => build_layer(spec, &service.name, sources, store).map(|l| (l, false)),
             },
         )
         .collect::<Result<Vec<_>, _>>()?;
+    let (layers, prebuilt): (Vec<Layer>, Vec<bool>) = layers.into_iter().unzip();
     let built = image_from_layers(deployment, service, &layers);
     let mut artifacts: Vec<Artifact> = layers
         .iter()
-        .map(|layer| &layer.blob)
+        .zip(&prebuilt)
+        .filter(|(_, prebuilt)| !**prebuilt)
+        .map(|(layer, _)| &layer.blob)
         .chain([&built.config, &built.manifest])
         .map(|blob| Artifact {
             path: blob.path(),

@@ -86,3 +86,53 @@ fn an_image_is_built_from_the_base_layer_and_a_local_program() {
     let again = ws.build_json(&["//app:dev"]);
     assert_eq!(counts(&again, "render").0, 1, "{again}");
 }
+
+#[test]
+fn a_shared_layer_is_stored_once_per_layout_not_once_per_image() {
+    let ws = TestWorkspace::new();
+    ws.write(
+        "n2d.workspace.toml",
+        "default_targets = [\"oci\"]\nbase_layer = \"base/busybox.tar\"\n",
+    );
+    let base = busybox_base_layer();
+    std::fs::create_dir_all(ws.root.join("base")).unwrap();
+    std::fs::write(ws.root.join("base/busybox.tar"), &base).unwrap();
+    let mut module = String::new();
+    for i in 0..5 {
+        module.push_str(&format!(
+            "[services.s{i}]\ncommand = [\"/bin/echo\", \"{i}\"]\n\n"
+        ));
+    }
+    module
+        .push_str("[deployments.dev]\nservices = [\":s0\", \":s1\", \":s2\", \":s3\", \":s4\"]\n");
+    ws.write("app/n2d.toml", &module);
+    let built = ws.build_json(&["//app:dev"]);
+    assert_eq!(built["ok"], true, "{built}");
+    assert_eq!(
+        counts(&built, "layer"),
+        (1, 0),
+        "one base layer task: {built}"
+    );
+
+    // The five images stack the same base: its bytes are cached by the
+    // Layer task and in the layout's Assemble output, not in every Render.
+    let out = ws.n2d(&["cache", "stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cas = stats["trees"]["cas"]["bytes"].as_u64().unwrap();
+    assert!(
+        cas < 3 * base.len() as u64,
+        "cache holds {cas} bytes for a {}-byte base layer",
+        base.len()
+    );
+    for i in 0..5 {
+        let image =
+            skopeo_inspect_if_installed(&ws.root.join("n2d-out/app/dev/oci"), &format!("dev-s{i}"));
+        if let Some(image) = image {
+            assert_eq!(image["Layers"].as_array().unwrap().len(), 2, "{image}");
+        }
+    }
+}
+
+fn skopeo_inspect_if_installed(layout: &std::path::Path, tag: &str) -> Option<serde_json::Value> {
+    require_tool("skopeo").then(|| skopeo_inspect(layout, tag))
+}
