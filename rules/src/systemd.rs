@@ -150,6 +150,13 @@ description = "Raw unit settings by section, appended to the unit: `{ Service = 
     }
 }
 
+/// A Unicode noncharacter (U+FDD0–U+FDEF, and U+xFFFE / U+xFFFF in every
+/// plane): valid UTF-8 that systemd's unit parser nevertheless rejects.
+pub fn is_noncharacter(c: char) -> bool {
+    let n = c as u32;
+    (0xFDD0..=0xFDEF).contains(&n) || n & 0xFFFE == 0xFFFE
+}
+
 /// `<deployment>.target`.
 pub fn target_unit_name(deployment: &Deployment) -> String {
     format!("{}.target", deployment.name)
@@ -184,9 +191,23 @@ pub(crate) fn render_unit(
         .iter()
         .enumerate()
         .map(|(i, a)| (format!("command[{i}]"), a));
-    if let Some((what, _)) = args.chain(text_env).find(|(_, v)| v.contains('\0')) {
+    let description = ("description".to_string(), service.description.as_ref());
+    let fields: Vec<(String, &String)> = args
+        .chain(text_env)
+        .chain(description.1.map(|d| (description.0.clone(), d)))
+        .collect();
+    if let Some((what, _)) = fields.iter().find(|(_, v)| v.contains('\0')) {
         return Err(unsupported(format!(
             "`{what}` contains a NUL byte, which no program argument or environment value can hold"
+        )));
+    }
+    let noncharacter = fields
+        .iter()
+        .find_map(|(what, v)| v.chars().find(|&c| is_noncharacter(c)).map(|c| (what, c)));
+    if let Some((what, c)) = noncharacter {
+        return Err(unsupported(format!(
+            "`{what}` contains U+{:04X}, a Unicode noncharacter, which systemd refuses in unit files (\"not UTF-8 clean\")",
+            c as u32
         )));
     }
 

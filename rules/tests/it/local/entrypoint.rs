@@ -115,6 +115,9 @@ pub fn nasty_string() -> impl Strategy<Value = String> {
         Just("\t".to_string()),
         Just("*".to_string()),
         Just("é日本🦀".to_string()),
+        // Unicode noncharacters: valid UTF-8 that systemd refuses.
+        Just("\u{fdd0}".to_string()),
+        Just("\u{1ffff}".to_string()),
         "[a-zA-Z0-9]{1,4}",
         any::<char>()
             .prop_filter("no NUL", |c| *c != '\0')

@@ -157,6 +157,20 @@ fn check_nix_round_trip(args: &[String], values: &[String]) -> Result<(), TestCa
         "files": {"a.conf": {"text": values.first().cloned().unwrap_or_default()}}
     }));
     let deployment = fixture::deployment();
+    if args
+        .iter()
+        .chain(values)
+        .any(|v| v.chars().any(n2d_rules::systemd::is_noncharacter))
+    {
+        // systemd refuses them: the nixos target says so (see the systemd
+        // property test).
+        let error = Nixos
+            .render(&deployment, &service, &fixture::sources())
+            .expect_err("a noncharacter cannot be in a unit")
+            .to_string();
+        prop_assert!(error.contains("noncharacter"), "{}", error);
+        return Ok(());
+    }
     let (artifacts, _) = fixture::build(
         &Nixos,
         &deployment,

@@ -174,9 +174,22 @@ fn check_systemd_round_trip(args: &[String], values: &[String]) -> Result<(), Te
         "name": "prop", "label": "//x:prop", "command": command, "env": env,
         "description": args.first().cloned().unwrap_or_default()
     }));
-    let rendered = Systemd
-        .render(&fixture::deployment(), &service, &fixture::sources())
-        .unwrap();
+    let rendered = Systemd.render(&fixture::deployment(), &service, &fixture::sources());
+    // systemd refuses Unicode noncharacters in a unit (valid UTF-8 or not):
+    // such a service is a clear error, not a unit systemd ignores lines of.
+    let noncharacter = n2d_rules::systemd::is_noncharacter;
+    if args
+        .iter()
+        .chain(values)
+        .any(|v| v.chars().any(noncharacter))
+    {
+        let error = rendered
+            .expect_err("a noncharacter cannot be in a unit")
+            .to_string();
+        prop_assert!(error.contains("noncharacter"), "{}", error);
+        return Ok(());
+    }
+    let rendered = rendered.unwrap();
     let dir = tempfile::tempdir().unwrap();
     fixture::write(dir.path(), &rendered.artifacts);
     std::fs::write(dir.path().join("dev.target"), "[Unit]\nDescription=t\n").unwrap();
@@ -210,4 +223,24 @@ proptest! {
             check_systemd_round_trip(&args, &values)?;
         }
     }
+}
+
+#[test]
+fn a_noncharacter_is_a_clear_error_and_systemd_would_refuse_it() {
+    // The case the property test found: systemd-analyze rejects
+    // `Environment="N2D_V0=\u{fdd0}"` as "not UTF-8 clean".
+    let err = check_systemd_round_trip(&[], &["\u{fdd0}".to_string()]);
+    assert!(err.is_ok(), "{err:?}");
+    let service = support::service(json!({
+        "name": "prop", "label": "//x:prop", "command": ["/bin/true"],
+        "env": { "X": "a\u{1fffe}b" }
+    }));
+    let error = Systemd
+        .render(&fixture::deployment(), &service, &fixture::sources())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("env.X") && error.contains("U+1FFFE"),
+        "{error}"
+    );
 }
