@@ -13,7 +13,7 @@ use n2d_rules::SourceFiles;
 use crate::nix::StoreTree;
 
 /// Bumped when the layers' encoding changes.
-const LAYER_VERSION: u32 = 1;
+const LAYER_VERSION: u32 = 2;
 
 pub struct LayerTask {
     pub identity: String,
@@ -69,8 +69,31 @@ impl Task for LayerTask {
             &LayerSources { context },
             &StoreTree,
         )?;
-        Ok(layer.blob.bytes)
+        Ok(encode(&layer.blob.digest, &layer.blob.bytes))
     }
+}
+
+/// A Layer task's output: its `sha256:<hex>` digest on the first line, then
+/// the tar, so that images stacking it need not hash it again.
+fn encode(digest: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(digest.len() + 1 + bytes.len());
+    out.extend_from_slice(digest.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// (digest, tar) of a Layer task's output.
+pub fn decode(output: &[u8]) -> Result<(&str, &[u8]), RunError> {
+    let newline = output
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("a layer output has no digest line")?;
+    let digest = std::str::from_utf8(&output[..newline])
+        .ok()
+        .filter(|d| d.starts_with("sha256:"))
+        .ok_or("a layer output's digest line is not `sha256:<hex>`")?;
+    Ok((digest, &output[newline + 1..]))
 }
 
 struct LayerSources<'a, 'b> {
@@ -83,5 +106,18 @@ impl SourceFiles for LayerSources<'_, '_> {
             .file(path)
             .map(<[u8]>::to_vec)
             .ok_or_else(|| format!("`{path}` is not a declared input of this layer"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_carry_their_digest() {
+        let output = encode("sha256:ab", b"tar\nbytes");
+        assert_eq!(decode(&output).unwrap(), ("sha256:ab", &b"tar\nbytes"[..]));
+        assert!(decode(b"no digest line").is_err());
+        assert!(decode(b"md5:x\nbytes").is_err());
     }
 }

@@ -21,7 +21,7 @@ use crate::materialize::{self, OutputFile};
 use crate::plan::{make_plan, PlanRequest};
 
 /// Bumped when the pipeline's own encoding of outputs changes.
-const PIPELINE_VERSION: u32 = 3;
+const PIPELINE_VERSION: u32 = 4;
 
 /// Parse(file): a module file's text into a `ModuleFile`.
 pub struct ParseTask {
@@ -375,9 +375,10 @@ impl SourceFiles for DeclaredSources<'_, '_> {
         self.closures.get(out).cloned().unwrap_or_default()
     }
 
-    fn prebuilt_layer(&self, key: &str) -> Option<Vec<u8>> {
+    fn prebuilt_layer(&self, key: &str) -> Option<(String, u64)> {
         let index = self.layers.iter().position(|k| k == key)?;
-        Some(self.context.dependency(index + 1).to_vec())
+        let (digest, tar) = crate::layers::decode(self.context.dependency(index + 1)).ok()?;
+        Some((digest.to_string(), tar.len() as u64))
     }
 }
 
@@ -426,10 +427,15 @@ impl Task for AssembleTask {
             artifacts.extend(service.artifacts);
         }
         for layer in context.dependencies().skip(renders) {
-            let blob = n2d_rules::oci::Blob::new(n2d_rules::oci::LAYER_MEDIA_TYPE, layer.to_vec());
+            let (digest, tar) = crate::layers::decode(layer)?;
+            let blob = n2d_rules::oci::Blob::described(
+                n2d_rules::oci::LAYER_MEDIA_TYPE,
+                digest.to_string(),
+                tar.len() as u64,
+            );
             artifacts.push(n2d_rules::Artifact {
                 path: blob.path(),
-                bytes: blob.bytes,
+                bytes: tar.to_vec(),
                 mode: 0o644,
             });
         }

@@ -79,9 +79,10 @@ pub trait SourceFiles {
         Vec::new()
     }
 
-    /// The bytes of a layer already built for the spec whose
-    /// `LayerSpec::task_key` is `key`.
-    fn prebuilt_layer(&self, _key: &str) -> Option<Vec<u8>> {
+    /// The digest (`sha256:<hex>`) and size of a layer already built, as a
+    /// task of its own, for the spec whose `LayerSpec::task_key` is `key`:
+    /// its bytes are written by the caller, once per layout.
+    fn prebuilt_layer(&self, _key: &str) -> Option<(String, u64)> {
         None
     }
 }

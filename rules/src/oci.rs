@@ -185,10 +185,10 @@ pub fn render_image(
         .iter()
         .map(
             |spec| match spec.task_key().and_then(|key| sources.prebuilt_layer(&key)) {
-                Some(bytes) => Ok((
+                Some((digest, size)) => Ok((
                     Layer {
                         name: spec.name.clone(),
-                        blob: Blob::new(LAYER_MEDIA_TYPE, bytes),
+                        blob: Blob::described(LAYER_MEDIA_TYPE, digest, size),
                     },
                     true,
                 )),

@@ -142,6 +142,8 @@ pub struct Blob {
     pub media_type: &'static str,
     /// `sha256:<hex>`.
     pub digest: String,
+    pub size: u64,
+    /// Empty for a blob only described (`Blob::described`).
     pub bytes: Vec<u8>,
 }
 
@@ -150,7 +152,19 @@ impl Blob {
         Blob {
             media_type,
             digest: sha256_digest(&bytes),
+            size: bytes.len() as u64,
             bytes,
+        }
+    }
+
+    /// A blob known by its digest and size, whose bytes someone else writes
+    /// (a layer built as a task of its own): enough for descriptors.
+    pub fn described(media_type: &'static str, digest: String, size: u64) -> Blob {
+        Blob {
+            media_type,
+            digest,
+            size,
+            bytes: Vec::new(),
         }
     }
 
@@ -161,7 +175,7 @@ impl Blob {
 
     /// Its OCI descriptor.
     pub fn descriptor(&self) -> Value {
-        json!({ "mediaType": self.media_type, "digest": self.digest, "size": self.bytes.len() })
+        json!({ "mediaType": self.media_type, "digest": self.digest, "size": self.size })
     }
 }
 
