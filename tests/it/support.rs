@@ -91,33 +91,9 @@ pub fn counts(summary: &serde_json::Value, kind: &str) -> (u64, u64) {
     )
 }
 
-/// A tarball holding the static busybox as /bin/busybox and /bin/sh.
-pub fn busybox_base_layer() -> Vec<u8> {
-    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (Debian busybox-static)");
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut dir = tar::Header::new_ustar();
-    dir.set_entry_type(tar::EntryType::Directory);
-    dir.set_mode(0o755);
-    dir.set_size(0);
-    builder
-        .append_data(&mut dir, "bin/", std::io::empty())
-        .unwrap();
-    let mut file = tar::Header::new_ustar();
-    file.set_mode(0o755);
-    file.set_size(busybox.len() as u64);
-    builder
-        .append_data(&mut file, "bin/busybox", busybox.as_slice())
-        .unwrap();
-    for tool in ["sh", "cat", "mkdir", "rm", "echo", "sleep", "dirname"] {
-        let mut link = tar::Header::new_ustar();
-        link.set_entry_type(tar::EntryType::Symlink);
-        link.set_size(0);
-        builder
-            .append_link(&mut link, format!("bin/{tool}"), "busybox")
-            .unwrap();
-    }
-    builder.into_inner().unwrap()
-}
+#[path = "../shared/busybox.rs"]
+mod busybox;
+pub use busybox::busybox_base_layer;
 
 /// `skopeo inspect` of the image tagged `tag` in the OCI layout `layout`.
 pub fn skopeo_inspect(layout: &Path, tag: &str) -> serde_json::Value {
