@@ -500,6 +500,16 @@ impl Task for RealizeTask {
     }
 }
 
+/// The first `bin/sh` of a closure (dependencies first): what runs an
+/// image's entrypoint when the image has no base layer. Store paths do not
+/// change, so this reads no input a key must cover.
+pub fn shell_of(closure: &[String]) -> Option<String> {
+    closure
+        .iter()
+        .map(|path| format!("{path}/bin/sh"))
+        .find(|shell| Path::new(shell).exists())
+}
+
 /// Whether every output path of a realization is still in the store.
 pub fn is_present(realization: &Realization) -> bool {
     realization.outputs.values().all(|p| Path::new(p).exists())

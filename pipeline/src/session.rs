@@ -412,6 +412,7 @@ impl Session {
                     // deployment's base, the store paths of every Nix package
                     // the service may use, its local programs.
                     let mut closures = BTreeMap::new();
+                    let mut shells = BTreeMap::new();
                     let mut layer_keys = Vec::new();
                     let mut render_dependencies = vec![resolve];
                     if target == "oci" {
@@ -422,6 +423,11 @@ impl Session {
                                     entry.realization.out.clone(),
                                     entry.realization.closure.clone(),
                                 );
+                                if let Some(shell) =
+                                    crate::nix::shell_of(&entry.realization.closure)
+                                {
+                                    shells.insert(entry.realization.out.clone(), shell);
+                                }
                                 closure.extend(entry.realization.closure.iter().cloned());
                             }
                         }
@@ -457,6 +463,7 @@ impl Session {
                         RenderTask {
                             layers: layer_keys,
                             closures,
+                            shells,
                             identity: format!(
                                 "render {} in {} ({target})",
                                 service.label, planned.label

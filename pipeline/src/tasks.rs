@@ -313,6 +313,8 @@ pub struct RenderTask {
     pub layers: Vec<String>,
     /// Output path → closure, of the Nix packages the service may use.
     pub closures: BTreeMap<String, Vec<String>>,
+    /// Output path → a `bin/sh` of its closure, where one has a shell.
+    pub shells: BTreeMap<String, String>,
 }
 
 impl Task for RenderTask {
@@ -334,7 +336,7 @@ impl Task for RenderTask {
         if !self.closures.is_empty() {
             inputs.value(
                 "closures",
-                &serde_json::to_vec(&self.closures).expect("strings serialize"),
+                &serde_json::to_vec(&(&self.closures, &self.shells)).expect("strings serialize"),
             );
         }
     }
@@ -344,6 +346,7 @@ impl Task for RenderTask {
             context,
             layers: &self.layers,
             closures: &self.closures,
+            shells: &self.shells,
         };
         let rendered = self.rule.render(&self.deployment, &service, &sources)?;
         for artifact in &rendered.artifacts {
@@ -359,6 +362,7 @@ struct DeclaredSources<'a, 'b> {
     context: &'a RunContext<'b>,
     layers: &'a [String],
     closures: &'a BTreeMap<String, Vec<String>>,
+    shells: &'a BTreeMap<String, String>,
 }
 
 impl SourceFiles for DeclaredSources<'_, '_> {
@@ -373,6 +377,10 @@ impl SourceFiles for DeclaredSources<'_, '_> {
 
     fn nix_closure(&self, out: &str) -> Vec<String> {
         self.closures.get(out).cloned().unwrap_or_default()
+    }
+
+    fn nix_shell(&self, out: &str) -> Option<String> {
+        self.shells.get(out).cloned()
     }
 
     fn prebuilt_layer(&self, key: &str) -> Option<(String, u64)> {

@@ -79,6 +79,12 @@ pub trait SourceFiles {
         Vec::new()
     }
 
+    /// A shell of that closure (`<store path>/bin/sh`), for an image that
+    /// has no base layer to give it `/bin/sh`.
+    fn nix_shell(&self, _out: &str) -> Option<String> {
+        None
+    }
+
     /// The digest (`sha256:<hex>`) and size of a layer already built, as a
     /// task of its own, for the spec whose `LayerSpec::task_key` is `key`:
     /// its bytes are written by the caller, once per layout.

@@ -100,13 +100,20 @@ impl Rule for OciRule {
         service: &Service,
         sources: &dyn SourceFiles,
     ) -> Result<Rendered, RuleError> {
-        let closure = match &service.package {
+        let (closure, shell) = match &service.package {
             Some(package) if package.starts_with(n2d_modules::nix::STORE_DIR) => {
-                sources.nix_closure(package)
+                (sources.nix_closure(package), sources.nix_shell(package))
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), None),
         };
-        render_image(deployment, service, &closure, sources, &NoStore)
+        render_image(
+            deployment,
+            service,
+            &closure,
+            shell.as_deref(),
+            sources,
+            &NoStore,
+        )
     }
 
     fn assemble(
@@ -151,11 +158,13 @@ impl Rule for OciRule {
 /// Renders the image of `service` with the Nix `closure` of its package (one
 /// layer per store path, read through `store`): its blobs as artifacts, and
 /// as fragment its manifest descriptor and layout tags. A service with an
-/// `image` has nothing to build: no artifact, a null fragment.
+/// `image` has nothing to build: no artifact, a null fragment. Without a
+/// base layer, `shell` (a `bin/sh` of the closure) runs the entrypoint.
 pub fn render_image(
     deployment: &Deployment,
     service: &Service,
     closure: &[String],
+    shell: Option<&str>,
     sources: &dyn SourceFiles,
     store: &dyn StoreReader,
 ) -> Result<Rendered, RuleError> {
@@ -171,9 +180,16 @@ pub fn render_image(
             ));
         }
     }
-    if deployment.base_layer.is_none() && closure.is_empty() {
+    // The entrypoint is a shell script: the base layer's /bin/sh runs it,
+    // else a shell of the closure (as nix2container images carry theirs).
+    let shell = if deployment.base_layer.is_some() {
+        None
+    } else {
+        shell
+    };
+    if deployment.base_layer.is_none() && shell.is_none() {
         warnings.push(format!(
-            "oci: service `{}`: no base layer and no Nix closure: the image has no /bin/sh for its entrypoint",
+            "oci: service `{}`: no base layer and no shell in a Nix closure: the image has no /bin/sh for its entrypoint",
             service.name
         ));
     }
@@ -197,7 +213,7 @@ pub fn render_image(
         )
         .collect::<Result<Vec<_>, _>>()?;
     let (layers, prebuilt): (Vec<Layer>, Vec<bool>) = layers.into_iter().unzip();
-    let built = image_from_layers(deployment, service, &layers);
+    let built = image_from_layers(deployment, service, &layers, shell);
     let mut artifacts: Vec<Artifact> = layers
         .iter()
         .zip(&prebuilt)

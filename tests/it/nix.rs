@@ -447,3 +447,82 @@ fn a_flake_installable_is_built_with_nix_build_and_its_main_program_runs() {
     assert!(Path::new(&program).exists());
     assert_eq!(run(), "flake hello again");
 }
+
+#[test]
+fn an_image_without_a_base_layer_runs_its_entrypoint_with_a_shell_of_the_closure() {
+    if !nix_installed()
+        || !require_tool("skopeo")
+        || !require_tool("podman")
+        || !require_tool("busybox")
+    {
+        return;
+    }
+    let ws = TestWorkspace::new();
+    ws.write("n2d.workspace.toml", "default_targets = [\"oci\"]\n");
+    // A shell package (Debian's static busybox, copied in: an impure but
+    // offline build) and a program whose script names it by store path, as
+    // Nix-built scripts do.
+    ws.write(
+        "pkgs/shell.nix",
+        "builtins.derivation {\n  name = \"busybox-shell\";\n  system = builtins.currentSystem;\n  builder = \"/bin/sh\";\n  args = [ \"-c\" \"export PATH=/usr/bin:/bin; mkdir -p $out/bin; cp /bin/busybox $out/bin/busybox; ln -s busybox $out/bin/sh\" ];\n}\n",
+    );
+    ws.write(
+        "pkgs/greet.nix",
+        "let shell = import ./shell.nix; in\nbuiltins.derivation {\n  name = \"greet-1.0\";\n  system = builtins.currentSystem;\n  builder = \"/bin/sh\";\n  args = [ \"-c\" ''\n    export PATH=/usr/bin:/bin\n    mkdir -p $out/bin\n    printf '#!%s/bin/sh\\necho \"greetings, $WHO\"\\n' ${shell} > $out/bin/greet\n    chmod +x $out/bin/greet\n  '' ];\n}\n",
+    );
+    ws.write(
+        "app/n2d.toml",
+        "[services.greet]\npackage = \"pkgs/greet.nix\"\nenv.WHO = \"container\"\n\n[deployments.dev]\nservices = [\":greet\"]\n",
+    );
+    let built = ws.build_json(&["//app:dev"]);
+    assert_eq!(built["ok"], true, "{built}");
+    let layout = ws.root.join("n2d-out/app/dev/oci");
+    let image = skopeo_inspect(&layout, "dev-greet");
+    assert_eq!(
+        image["Layers"].as_array().unwrap().len(),
+        3,
+        "shell, greet, service: {image}"
+    );
+    let config = Command::new("skopeo")
+        .args(["inspect", "--config"])
+        .arg(format!("oci:{}:dev-greet", layout.display()))
+        .output()
+        .unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
+    let entrypoint = config["config"]["Entrypoint"].as_array().unwrap().clone();
+    assert_eq!(entrypoint.len(), 2, "{config}");
+    assert!(
+        entrypoint[0]
+            .as_str()
+            .unwrap()
+            .ends_with("-busybox-shell/bin/sh"),
+        "{config}"
+    );
+
+    let name = "localhost/n2d-test/nix-shell-image:latest";
+    let copy = Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci:{}:dev-greet", layout.display()))
+        .arg(format!("containers-storage:{name}"))
+        .output()
+        .unwrap();
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    let run = Command::new("podman")
+        .args(["--runtime", "runc", "--cgroup-manager", "cgroupfs"])
+        .args(["run", "--rm", "--network", "none", name])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim_end(),
+        "greetings, container"
+    );
+}

@@ -338,10 +338,21 @@ pub fn build_layer(
     })
 }
 
-/// The config and manifest of `service`'s image over `layers` (bottom first).
-pub fn image_from_layers(deployment: &Deployment, service: &Service, layers: &[Layer]) -> Image {
+/// The config and manifest of `service`'s image over `layers` (bottom
+/// first). The entrypoint script runs by its `#!/bin/sh`, or by `shell`
+/// when given (an image without `/bin/sh`).
+pub fn image_from_layers(
+    deployment: &Deployment,
+    service: &Service,
+    layers: &[Layer],
+    shell: Option<&str>,
+) -> Image {
     let mut config = Map::new();
-    config.insert("Entrypoint".into(), json!([ENTRYPOINT_PATH]));
+    let entrypoint = match shell {
+        Some(shell) => json!([shell, ENTRYPOINT_PATH]),
+        None => json!([ENTRYPOINT_PATH]),
+    };
+    config.insert("Entrypoint".into(), entrypoint);
     let mut env = vec![format!("PATH={IMAGE_PATH}")];
     for (name, value) in &service.env {
         // The entrypoint exports every variable; plain values are also in
