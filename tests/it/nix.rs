@@ -526,3 +526,49 @@ fn an_image_without_a_base_layer_runs_its_entrypoint_with_a_shell_of_the_closure
         "greetings, container"
     );
 }
+
+#[test]
+fn a_store_path_package_runs_the_program_its_name_gives() {
+    if !nix_installed() {
+        return;
+    }
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nix-hello/hello.nix");
+    let built = Command::new("nix-build")
+        .arg("--no-out-link")
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let out = String::from_utf8(built.stdout).unwrap().trim().to_string();
+    assert!(
+        out.starts_with("/nix/store/") && out.ends_with("-nix-hello-1.0"),
+        "{out}"
+    );
+
+    let ws = TestWorkspace::new();
+    ws.write("n2d.workspace.toml", "default_targets = [\"procfile\"]\n");
+    ws.write(
+        "app/n2d.toml",
+        &format!("[services.hi]\npackage = \"{out}\"\nenv.WHO = \"store\"\n\n[deployments.dev]\nservices = [\":hi\"]\n"),
+    );
+    let first = ws.build_json(&["//app:dev"]);
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(counts(&first, "realize"), (1, 0), "{first}");
+    // No command: `bin/<name without version>` of the path, as `nix run`.
+    let run = Command::new(ws.root.join("n2d-out/app/dev/procfile/bin/hi"))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim_end(),
+        "Hello from a Nix derivation, store ()"
+    );
+}
