@@ -354,15 +354,9 @@ impl RealizeTask {
                 let file = self.root.join(&self.installable);
                 let described = run(
                     Command::new(tool("nix-instantiate")?)
-                        .args([
-                            "--eval",
-                            "--strict",
-                            "--json",
-                            "--expr",
-                            DESCRIBE_FILE,
-                            "--arg",
-                            "file",
-                        ])
+                        .args(["--eval", "--strict", "--json", "--expr"])
+                        .arg(describe_file())
+                        .args(["--arg", "file"])
                         .arg(nix_string(&file.to_string_lossy())),
                     &format!("nix-instantiate on {}", self.installable),
                 )?;
@@ -444,15 +438,12 @@ const DESCRIBE_DERIVATION: &str = r#"d: {
 }"#;
 
 /// `DESCRIBE_DERIVATION` of a file's value, called with no arguments when it
-/// is a function (as `nix-build` does).
-const DESCRIBE_FILE: &str = r#"{ file }:
-let
-  value = import file;
-  d = if builtins.isFunction value then value { } else value;
-in {
-  outputs = builtins.listToAttrs (map (o: { name = o; value = d.${o}.outPath; }) (d.outputs or [ "out" ]));
-  main_program = d.meta.mainProgram or d.pname or (builtins.parseDrvName d.name).name;
-}"#;
+/// is a function (as `nix-build` does); the file comes as the argument `file`.
+fn describe_file() -> String {
+    format!(
+        "{{ file }}: let value = import file; in ({DESCRIBE_DERIVATION}) (if builtins.isFunction value then value {{ }} else value)"
+    )
+}
 
 #[derive(serde::Deserialize)]
 struct Described {

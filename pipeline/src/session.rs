@@ -431,14 +431,14 @@ impl Session {
                                 closure.extend(entry.realization.closure.iter().cloned());
                             }
                         }
-                        let mut specs =
-                            n2d_rules::oci::path_layer_specs(&deployment, &closure, None);
+                        let mut specs = n2d_rules::oci::path_layer_specs(
+                            deployment.base_layer.as_deref(),
+                            &closure,
+                            None,
+                        );
                         for program in &service.programs {
                             specs.extend(n2d_rules::oci::path_layer_specs(
-                                &Deployment {
-                                    base_layer: None,
-                                    ..(*deployment).clone()
-                                },
+                                None,
                                 &[],
                                 Some(program),
                             ));

@@ -40,6 +40,33 @@ fn logging_nix(dir: &Path) -> (PathBuf, PathBuf) {
     (bin, log)
 }
 
+/// Copies the image tagged `tag` of the layout into the local store as
+/// `name` and runs it with podman; its standard output.
+fn podman_run(layout: &Path, tag: &str, name: &str) -> String {
+    let copy = Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("containers-storage:{name}"))
+        .output()
+        .unwrap();
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    let run = Command::new("podman")
+        .args(["--runtime", "runc", "--cgroup-manager", "cgroupfs"])
+        .args(["run", "--rm", "--network", "none", name])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    String::from_utf8_lossy(&run.stdout).trim_end().to_string()
+}
+
 fn n2d_with_path(root: &Path, bin: &Path, args: &[&str]) -> Output {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![bin.to_path_buf()];
@@ -330,31 +357,8 @@ fn a_derivation_is_built_once_and_runs_from_the_procfile_and_the_image() {
         4,
         "base, greeting, nix-hello, service: {value}"
     );
-    let archive = "localhost/n2d-test/nix-hello:latest";
-    let podman = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"];
-    let copy = Command::new("skopeo")
-        .arg("copy")
-        .arg(format!("oci:{}:dev-hello", layout.display()))
-        .arg(format!("containers-storage:{archive}"))
-        .output()
-        .unwrap();
-    assert!(
-        copy.status.success(),
-        "{}",
-        String::from_utf8_lossy(&copy.stderr)
-    );
-    let run = Command::new("podman")
-        .args(podman)
-        .args(["run", "--rm", "--network", "none", archive])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&run.stdout).trim_end(),
+        podman_run(&layout, "dev-hello", "localhost/n2d-test/nix-hello:latest"),
         "Hello from a Nix derivation, world ()"
     );
 }
@@ -499,30 +503,12 @@ fn an_image_without_a_base_layer_runs_its_entrypoint_with_a_shell_of_the_closure
         "{config}"
     );
 
-    let name = "localhost/n2d-test/nix-shell-image:latest";
-    let copy = Command::new("skopeo")
-        .arg("copy")
-        .arg(format!("oci:{}:dev-greet", layout.display()))
-        .arg(format!("containers-storage:{name}"))
-        .output()
-        .unwrap();
-    assert!(
-        copy.status.success(),
-        "{}",
-        String::from_utf8_lossy(&copy.stderr)
-    );
-    let run = Command::new("podman")
-        .args(["--runtime", "runc", "--cgroup-manager", "cgroupfs"])
-        .args(["run", "--rm", "--network", "none", name])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&run.stdout).trim_end(),
+        podman_run(
+            &layout,
+            "dev-greet",
+            "localhost/n2d-test/nix-shell-image:latest"
+        ),
         "greetings, container"
     );
 }

@@ -203,7 +203,11 @@ pub fn layer_specs(
     closure: &[String],
     sources: &dyn SourceFiles,
 ) -> Result<Vec<LayerSpec>, RuleError> {
-    let mut specs = path_layer_specs(deployment, closure, local_package(service));
+    let mut specs = path_layer_specs(
+        deployment.base_layer.as_deref(),
+        closure,
+        local_package(service),
+    );
 
     let layout = EntrypointLayout {
         target: TARGET,
@@ -244,18 +248,20 @@ pub fn layer_specs(
 }
 
 /// The layers below the service layer, which depend only on files named by
-/// path: the deployment's base layer, one per store path of `closure`, and
+/// path: the deployment's base layer (`base_layer`), one per store path of `closure`, and
 /// the local program `package` (at `/usr/local/bin/<file name>`).
 pub fn path_layer_specs(
-    deployment: &Deployment,
+    base_layer: Option<&str>,
     closure: &[String],
     local_package: Option<&str>,
 ) -> Vec<LayerSpec> {
     let mut specs = Vec::new();
-    if let Some(base) = &deployment.base_layer {
+    if let Some(base) = base_layer {
         specs.push(LayerSpec {
             name: "base".into(),
-            input: LayerInput::Tarball { path: base.clone() },
+            input: LayerInput::Tarball {
+                path: base.to_string(),
+            },
         });
     }
     for store_path in closure {
