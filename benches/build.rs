@@ -4,7 +4,8 @@
 //! build, and the build after one service changed, for the `json` target;
 //! prints each with its ratio to the floor and checks what re-ran.
 //!
-//! `cargo bench --bench build` (set `N2D_BENCH_PACKAGES=100` for a quick run).
+//! `cargo bench --bench build` (set `N2D_BENCH_PACKAGES=100` for a quick run,
+//! `N2D_BENCH_KEEP=DIR` to keep the workspace in DIR for profiling).
 mod monorepo;
 
 use std::path::Path;
@@ -25,7 +26,9 @@ fn main() {
         monorepo::Shape::from_env()
     };
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("ws");
+    // `N2D_BENCH_KEEP=DIR` leaves the workspace in DIR, for profiling.
+    let kept = std::env::var_os("N2D_BENCH_KEEP").map(std::path::PathBuf::from);
+    let root = kept.clone().unwrap_or_else(|| tmp.path().join("ws"));
     monorepo::generate(&root, &shape);
     let rounds = if smoke { 1 } else { 5 };
     println!(
@@ -78,6 +81,10 @@ fn main() {
         assert_eq!(
             summary["by_kind"]["render"]["executed"], 1,
             "one changed service must re-render exactly one service: {summary}"
+        );
+        assert_eq!(
+            summary["strategy"], "delta",
+            "an edit of one module file takes the delta path: {summary}"
         );
         elapsed
     });

@@ -127,6 +127,7 @@ pub fn report_build(result: &BuildResult, explain: bool, json: bool) {
                 "failed": summary.failed,
                 "by_kind": by_kind,
                 "outputs": outputs,
+                "strategy": result.strategy.name(),
             })
         );
     } else {

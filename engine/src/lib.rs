@@ -21,6 +21,7 @@
 //!
 //! Invariant kept by tasks: outputs hold no secret values (they are stored in
 //! the cache as they are).
+mod detached;
 mod explain;
 mod files;
 mod graph;
@@ -29,6 +30,7 @@ mod report;
 mod scheduler;
 mod task;
 
+pub use detached::run_detached;
 pub use graph::{Graph, TaskId};
 pub use report::{Change, KindCounts, Outcome, Reason, Report, SkipReason, Status, Summary};
 pub use scheduler::{Engine, EngineConfig, OnFailure, Progress};

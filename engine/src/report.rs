@@ -28,6 +28,11 @@ pub struct Outcome {
     pub key: Option<Digest>,
     /// Wall time spent on the task, cache lookup included.
     pub duration: Duration,
+    /// The content digest (blake3) of each declared file, by stable name,
+    /// as the output was computed from; empty when a file changed while it
+    /// was read (the output is then of no one version of it), and for tasks
+    /// that did not run or come from the cache.
+    pub files: Vec<(String, Digest)>,
 }
 
 #[derive(Clone, Debug)]

@@ -209,6 +209,7 @@ impl<'e> Run<'e> {
             output: None,
             key: None,
             duration: Duration::ZERO,
+            files: Vec::new(),
         };
         for &dependency in &node.dependencies {
             match &self.state.outcome(dependency).status {
@@ -230,6 +231,7 @@ impl<'e> Run<'e> {
                 output: Some(*output),
                 key: None,
                 duration: Duration::ZERO,
+                files: Vec::new(),
             },
             Work::Run(task) => {
                 let start = Instant::now();
@@ -237,6 +239,7 @@ impl<'e> Run<'e> {
                     status,
                     output,
                     key,
+                    files,
                 } = match catch_unwind(AssertUnwindSafe(|| self.process_task(id, &**task))) {
                     Ok(result) => result,
                     Err(panic) => TaskResult::failed(panicked(panic), None),
@@ -250,6 +253,7 @@ impl<'e> Run<'e> {
                     output,
                     key,
                     duration: start.elapsed(),
+                    files,
                 }
             }
         }
@@ -353,6 +357,7 @@ impl<'e> Run<'e> {
                     status: Status::Cached,
                     output: Some(output),
                     key: Some(key),
+                    files: file_hashes,
                 };
             }
         }
@@ -447,6 +452,7 @@ impl<'e> Run<'e> {
             status: Status::Executed(reason),
             output: Some(digest),
             key: Some(key),
+            files: if consistent { file_hashes } else { Vec::new() },
         }
     }
 
@@ -619,6 +625,7 @@ struct TaskResult {
     status: Status,
     output: Option<Digest>,
     key: Option<Digest>,
+    files: Vec<(String, Digest)>,
 }
 
 impl TaskResult {
@@ -627,6 +634,7 @@ impl TaskResult {
             status: Status::Failed(Arc::new(error)),
             output: None,
             key,
+            files: Vec::new(),
         }
     }
 }

@@ -314,8 +314,11 @@ fn parse_deployment(
 
 fn parse_members(package: &str, node: &Node, source: &SourceFile) -> Result<Vec<Member>, Error> {
     let mut members: Vec<Member> = Vec::new();
+    // Name → index in `members`: a deployment may list thousands.
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut push = |member: Member| -> Result<(), Error> {
-        if let Some(first) = members.iter().find(|m| m.name == member.name) {
+        if let Some(&index) = seen.get(&member.name) {
+            let first = &members[index];
             let (line, column) = source.line_column(first.span.start);
             return Err(Error::new(
                 ErrorKind::Duplicate,
@@ -325,6 +328,7 @@ fn parse_members(package: &str, node: &Node, source: &SourceFile) -> Result<Vec<
             .note(format!("the first one is at {}:{line}:{column}", source.path))
             .help("a deployment's services need distinct names: define a renamed service in a package, or a local one in the deployment"));
         }
+        seen.insert(member.name.clone(), members.len());
         members.push(member);
         Ok(())
     };

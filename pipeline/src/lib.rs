@@ -5,7 +5,9 @@
 //! `session` runs a build in stages; `tasks` holds one struct per task
 //! kind; `plan` decides what a request builds; `codec` encodes render
 //! outputs for the cache; `materialize` writes target folders.
+mod binary;
 mod codec;
+mod delta;
 mod direct;
 mod interface;
 mod launch;

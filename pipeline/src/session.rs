@@ -68,6 +68,31 @@ pub struct BuildResult {
     pub warnings: Vec<String>,
     /// Cache notices (damaged entries dropped, a database set aside).
     pub notices: Vec<String>,
+    /// How the build went about it.
+    pub strategy: Strategy,
+}
+
+/// The three ways a build can go (see `stamp` and `delta`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Strategy {
+    /// Nothing changed: the stamp proved it, no task was looked at.
+    NoOp,
+    /// Only module files changed: the tasks they reach ran, outside the
+    /// cache database.
+    Delta,
+    /// The staged graph, with the cache.
+    #[default]
+    Full,
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::NoOp => "no-op",
+            Strategy::Delta => "delta",
+            Strategy::Full => "full",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,10 +118,10 @@ pub struct Session {
     /// The workspace lock until the cache takes it over.
     lock: Mutex<Option<WorkspaceLock>>,
     cache: OnceLock<Arc<Cache>>,
-    rules: Rules,
-    options: Arc<OptionSet>,
+    pub(crate) rules: Rules,
+    pub(crate) options: Arc<OptionSet>,
     /// Identifies the option declarations: part of Plan and Resolve keys.
-    options_digest: String,
+    pub(crate) options_digest: String,
 }
 
 impl Session {
@@ -170,16 +195,26 @@ impl Session {
             .map(|p| p.display_path())
             .collect();
         let stamp = crate::stamp::stamp_path(&self.cache_dir, &self.stamp_key(request));
-        if let Some((outputs, inputs, summary)) = crate::stamp::check(&stamp, &packages) {
-            return Ok(BuildResult {
-                ok: true,
-                summary,
-                outputs,
-                inputs,
-                ..BuildResult::default()
-            });
+        match crate::stamp::check(&stamp, &packages) {
+            crate::stamp::Check::Unchanged(outputs, inputs, summary) => {
+                return Ok(BuildResult {
+                    ok: true,
+                    summary,
+                    outputs,
+                    inputs,
+                    strategy: Strategy::NoOp,
+                    ..BuildResult::default()
+                });
+            }
+            crate::stamp::Check::Changed(changed) => {
+                if let Some(result) = self.delta(&stamp, changed, started_at) {
+                    return Ok(result);
+                }
+            }
+            crate::stamp::Check::Unknown => {}
         }
         crate::stamp::forget(&stamp);
+        crate::delta::forget(&stamp);
         let mut engine = Engine::new(
             self.cache()?.clone(),
             EngineConfig {
@@ -209,6 +244,7 @@ impl Session {
         let mut evals = BTreeMap::new();
         let mut interfaces = BTreeMap::new();
         let mut nix_lib = None;
+        let mut parses = BTreeMap::new();
         for package in &self.workspace.packages {
             let file = package.path.to_string_lossy().replace('\\', "/");
             let parse = if package.format == Format::Nix {
@@ -222,14 +258,14 @@ impl Session {
                         }
                     },
                 };
-                let task = crate::nix::NixParseTask::new(root, file, lib.clone());
+                let task = crate::nix::NixParseTask::new(root, file.clone(), lib.clone());
                 result.inputs.extend(task.input_paths().cloned());
                 graph.add(task, &[])
             } else {
                 graph.add(
                     ParseTask {
                         identity: format!("parse {file}"),
-                        file,
+                        file: file.clone(),
                         path: root.join(&package.path),
                         format: package.format,
                     },
@@ -244,6 +280,7 @@ impl Session {
                 &[parse],
             );
             evals.insert(package.package.clone(), eval);
+            parses.insert(package.package.clone(), (parse, file));
             let interface = graph.add(
                 InterfaceTask {
                     identity: format!("interface //{}", package.package),
@@ -334,6 +371,7 @@ impl Session {
         let mut imported_evals: HashMap<&str, TaskId> = HashMap::new();
         let mut resolves: HashMap<(String, String, String), TaskId> = HashMap::new();
         let mut assembles = Vec::new();
+        let mut units = Vec::new();
         for planned in &plan.deployments {
             let deployment = Arc::new(Deployment {
                 package: planned.label.package.clone(),
@@ -348,10 +386,20 @@ impl Session {
                 let env = rule.env().id();
                 let deployment_inputs = rule.deployment_inputs(&deployment);
                 let mut renders = Vec::new();
+                let mut unit_services = Vec::new();
+                let mut eligible = true;
                 // The Layer tasks this target's images stack, by key.
                 let mut deployment_layers: BTreeMap<String, TaskId> = BTreeMap::new();
                 for service in &planned.services {
+                    eligible &= service.nix.is_empty();
                     let key = (planned.label.to_string(), service.name.clone(), env.clone());
+                    // The packages the Resolve reads, in dependency order.
+                    let resolve_packages: Vec<String> = service
+                        .packages
+                        .iter()
+                        .filter(|p| evals.contains_key(*p))
+                        .cloned()
+                        .collect();
                     let resolve = match resolves.get(&key) {
                         Some(&id) => id,
                         None => {
@@ -459,6 +507,15 @@ impl Session {
                             render_dependencies.push(id);
                         }
                     }
+                    let sources: Vec<String> = service
+                        .sources
+                        .iter()
+                        .chain(&deployment_inputs)
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .cloned()
+                        .collect();
+                    eligible &= layer_keys.is_empty();
                     let render = graph.add(
                         RenderTask {
                             layers: layer_keys,
@@ -471,18 +528,18 @@ impl Session {
                             rule: rule.clone(),
                             deployment: deployment.clone(),
                             deployment_digest,
-                            sources: service
-                                .sources
-                                .iter()
-                                .chain(&deployment_inputs)
-                                .collect::<std::collections::BTreeSet<_>>()
-                                .into_iter()
-                                .map(|s| (s.clone(), root.join(s)))
-                                .collect(),
+                            sources: sources.iter().map(|s| (s.clone(), root.join(s))).collect(),
                         },
                         &render_dependencies,
                     );
                     renders.push(render);
+                    unit_services.push(crate::delta::ServiceRecord {
+                        label: service.label.to_string(),
+                        packages: resolve_packages,
+                        sources,
+                        resolve,
+                        render,
+                    });
                 }
                 let mut assemble_dependencies = renders;
                 let layer_ids: Vec<TaskId> = deployment_layers.values().copied().collect();
@@ -499,6 +556,14 @@ impl Session {
                     &assemble_dependencies,
                 );
                 assembles.push((planned.label.clone(), target.clone(), assemble));
+                units.push(crate::delta::UnitRecord {
+                    label: planned.label.clone(),
+                    target: target.clone(),
+                    deployment: deployment.clone(),
+                    services: unit_services,
+                    assemble,
+                    eligible: eligible && layer_count == 0,
+                });
             }
         }
         let third = engine.run(graph)?;
@@ -561,6 +626,19 @@ impl Session {
         result.ok = result.errors.is_empty() && result.summary.failed == 0;
         result.explanations = follow_across_stages(std::mem::take(&mut result.explanations));
         if result.ok {
+            crate::delta::record(
+                self,
+                &stamp,
+                started_at,
+                crate::delta::PackagesStage {
+                    report: &first,
+                    parses: &parses,
+                    evals: &evals,
+                    interfaces: &interfaces,
+                },
+                &third,
+                &units,
+            );
             crate::stamp::record(
                 &stamp,
                 started_at,

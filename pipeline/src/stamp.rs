@@ -26,23 +26,24 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use n2d_engine::{KindCounts, Summary};
 use rayon::prelude::*;
 
-use crate::materialize::{self, FolderState, RecordedStat};
+use crate::binary::{Reader, Writer};
+use crate::materialize::{self, FolderState};
 
-struct Stamp {
+pub(crate) struct Stamp {
     /// When the build that wrote the stamp started: a file modified after
     /// that (even while the build ran) has a later mtime and is never served.
-    started_at_ns: i128,
+    pub(crate) started_at_ns: i128,
     /// Module files found by discovery, workspace-relative.
-    packages: Vec<String>,
-    inputs: Vec<(PathBuf, FileStat)>,
+    pub(crate) packages: Vec<String>,
+    pub(crate) inputs: Vec<(PathBuf, FileStat)>,
     /// Target folder → what it holds.
-    outputs: Vec<(PathBuf, FolderState)>,
+    pub(crate) outputs: Vec<(PathBuf, FolderState)>,
     /// Tasks per kind in the build that wrote the stamp: reported as cached.
-    tasks: BTreeMap<String, u64>,
+    pub(crate) tasks: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileStat {
+pub(crate) struct FileStat {
     mtime_ns: i128,
     size: u64,
     inode: u64,
@@ -66,17 +67,27 @@ pub fn stamp_path(cache_dir: &Path, key: &str) -> PathBuf {
     cache_dir.join("stamps").join(key)
 }
 
-/// Removes every no-op stamp (`n2d cache gc`): each executable and request
-/// writes its own, so old ones pile up; losing one costs one full build.
-/// Returns how many were removed.
+/// Removes every no-op stamp and delta snapshot (`n2d cache gc`): each
+/// executable and request writes its own, so old ones pile up; losing one
+/// costs one full build. Returns how many files were removed.
 pub fn forget_all(cache_dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(cache_dir.join("stamps")) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter(|entry| std::fs::remove_file(entry.path()).is_ok())
-        .count()
+    fn remove(dir: &Path) -> usize {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                removed += remove(&path);
+                let _ = std::fs::remove_dir(&path);
+            } else if std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+    remove(&cache_dir.join("stamps"))
 }
 
 /// The identity of the running executable: part of every stamp key.
@@ -87,41 +98,94 @@ pub fn executable_identity() -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
-/// The outputs and counts of the last build, when nothing changed since.
-pub fn check(path: &Path, packages: &[String]) -> Option<(Vec<PathBuf>, Vec<PathBuf>, Summary)> {
-    let stamp = decode(&std::fs::read(path).ok()?)?;
+/// What the stamp of a request says about the workspace now.
+pub enum Check {
+    /// Nothing the last build read changed, and every output folder holds
+    /// what it wrote: its outputs, inputs and counts.
+    Unchanged(Vec<PathBuf>, Vec<PathBuf>, Summary),
+    /// Some inputs changed (or are too recent to trust), none vanished, the
+    /// module files are the same set and every output folder still holds
+    /// what the last build wrote: what the delta path starts from.
+    Changed(Changed),
+    /// No stamp, a damaged one, another set of module files, a vanished
+    /// input or an output folder that changed: only a full build knows.
+    Unknown,
+}
+
+/// The last build's stamp and what changed since.
+pub struct Changed {
+    pub(crate) stamp: Stamp,
+    /// Indices into `stamp.inputs`.
+    pub(crate) changed: Vec<usize>,
+}
+
+impl Changed {
+    /// The files that changed, as the stamp records them (absolute).
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.changed
+            .iter()
+            .map(|&i| self.stamp.inputs[i].0.as_path())
+    }
+}
+
+/// Compares the stamp at `path` with the workspace, whose module files are
+/// `packages`.
+pub fn check(path: &Path, packages: &[String]) -> Check {
+    let Some(stamp) = std::fs::read(path).ok().and_then(|bytes| decode(&bytes)) else {
+        return Check::Unknown;
+    };
     if stamp.packages != packages {
-        return None;
+        return Check::Unknown;
     }
     let racy_limit = stamp.started_at_ns - 2_000_000_000;
-    let inputs_same = stamp.inputs.par_iter().all(|(file, recorded)| {
-        stat(file).is_some_and(|now| now == *recorded && now.mtime_ns < racy_limit)
-    });
-    if !inputs_same {
-        return None;
-    }
+    // `Some(true)`: changed; `None`: gone.
+    let inputs: Option<Vec<bool>> = stamp
+        .inputs
+        .par_iter()
+        .map(|(file, recorded)| {
+            stat(file).map(|now| now != *recorded || now.mtime_ns >= racy_limit)
+        })
+        .collect();
+    let Some(inputs) = inputs else {
+        return Check::Unknown;
+    };
     let outputs_same = stamp
         .outputs
         .par_iter()
         .all(|(dir, state)| state.still_holds(dir));
     if !outputs_same {
-        return None;
+        return Check::Unknown;
     }
-    let mut summary = Summary::default();
-    for (kind, count) in &stamp.tasks {
-        let kind = KINDS.iter().find(|k| *k == kind)?;
-        summary.cached += count;
-        summary.by_kind.insert(
-            kind,
-            KindCounts {
-                cached: *count,
-                ..KindCounts::default()
-            },
-        );
+    let changed: Vec<usize> = (0..inputs.len()).filter(|&i| inputs[i]).collect();
+    if !changed.is_empty() {
+        return Check::Changed(Changed { stamp, changed });
     }
+    let Some(summary) = stamp.summary() else {
+        return Check::Unknown;
+    };
     let inputs = stamp.inputs.into_iter().map(|(file, _)| file).collect();
     let outputs = stamp.outputs.into_iter().map(|(dir, _)| dir).collect();
-    Some((outputs, inputs, summary))
+    Check::Unchanged(outputs, inputs, summary)
+}
+
+impl Stamp {
+    /// The counts of the build that wrote the stamp, all as cached; `None`
+    /// when it names a kind this n2d does not know.
+    pub(crate) fn summary(&self) -> Option<Summary> {
+        let mut summary = Summary::default();
+        for (kind, count) in &self.tasks {
+            let kind = KINDS.iter().find(|k| *k == kind)?;
+            summary.cached += count;
+            summary.by_kind.insert(
+                kind,
+                KindCounts {
+                    cached: *count,
+                    ..KindCounts::default()
+                },
+            );
+        }
+        Some(summary)
+    }
 }
 
 /// The current time, as stamps count it.
@@ -240,17 +304,11 @@ fn encode(stamp: &Stamp) -> Vec<u8> {
         out.bytes(kind.as_bytes());
         out.u64(*count);
     }
-    let checksum = blake3::hash(&out.0);
-    out.0.extend_from_slice(checksum.as_bytes());
-    out.0
+    crate::binary::seal(out.0)
 }
 
 fn decode(bytes: &[u8]) -> Option<Stamp> {
-    let (body, checksum) = bytes.split_at(bytes.len().checked_sub(32)?);
-    if blake3::hash(body).as_bytes() != checksum {
-        return None;
-    }
-    let mut input = Reader(body);
+    let mut input = Reader(crate::binary::checked_body(bytes)?);
     if input.take(8)? != MAGIC || input.u32()? != FORMAT {
         return None;
     }
@@ -291,79 +349,10 @@ fn decode(bytes: &[u8]) -> Option<Stamp> {
     })
 }
 
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn u32(&mut self, value: u32) {
-        self.0.extend_from_slice(&value.to_le_bytes());
-    }
-    fn u64(&mut self, value: u64) {
-        self.0.extend_from_slice(&value.to_le_bytes());
-    }
-    fn i128(&mut self, value: i128) {
-        self.0.extend_from_slice(&value.to_le_bytes());
-    }
-    fn bytes(&mut self, bytes: &[u8]) {
-        self.u64(bytes.len() as u64);
-        self.0.extend_from_slice(bytes);
-    }
-    fn recorded(&mut self, stat: &RecordedStat) {
-        self.u64(stat.size);
-        self.i128(stat.mtime_ns);
-        self.u64(stat.inode);
-        self.u32(stat.mode);
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, len: usize) -> Option<&[u8]> {
-        if self.0.len() < len {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(len);
-        self.0 = rest;
-        Some(head)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn i128(&mut self) -> Option<i128> {
-        Some(i128::from_le_bytes(self.take(16)?.try_into().ok()?))
-    }
-    /// A count of items that follow; bounded by the bytes left, so that a
-    /// damaged count cannot make the decoder allocate without end.
-    fn count(&mut self) -> Option<usize> {
-        let count = usize::try_from(self.u64()?).ok()?;
-        (count <= self.0.len()).then_some(count)
-    }
-    fn bytes(&mut self) -> Option<&[u8]> {
-        let len = usize::try_from(self.u64()?).ok()?;
-        self.take(len)
-    }
-    fn string(&mut self) -> Option<String> {
-        String::from_utf8(self.bytes()?.to_vec()).ok()
-    }
-    fn path(&mut self) -> Option<PathBuf> {
-        Some(PathBuf::from(std::ffi::OsStr::from_bytes(self.bytes()?)))
-    }
-    fn recorded(&mut self) -> Option<RecordedStat> {
-        Some(RecordedStat {
-            size: self.u64()?,
-            mtime_ns: self.i128()?,
-            inode: self.u64()?,
-            mode: self.u32()?,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::materialize::RecordedStat;
 
     fn stamp() -> Stamp {
         let stat = RecordedStat {

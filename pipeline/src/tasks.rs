@@ -113,7 +113,9 @@ impl Task for InterfaceTask {
 /// declares exactly the packages it reads as dependencies, so its key is
 /// right; sharing only saves deserializing the same package many times.
 pub struct SharedUniverse {
-    pub report: Arc<Report>,
+    /// The stage that evaluated the packages; `None` outside a graph (the
+    /// delta path), where only `universe_of` is used.
+    pub report: Option<Arc<Report>>,
     /// Package path → its Eval task in `report`.
     pub evals: BTreeMap<String, TaskId>,
     pub options: Arc<OptionSet>,
@@ -132,8 +134,21 @@ impl SharedUniverse {
         settings: Settings,
     ) -> Self {
         SharedUniverse {
-            report,
+            report: Some(report),
             evals,
+            options,
+            settings,
+            universe: OnceLock::new(),
+            packages: std::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A universe with no stage behind it: for tasks run detached, which
+    /// are given their Eval outputs.
+    pub fn detached(options: Arc<OptionSet>, settings: Settings) -> Self {
+        SharedUniverse {
+            report: None,
+            evals: BTreeMap::new(),
             options,
             settings,
             universe: OnceLock::new(),
@@ -179,8 +194,12 @@ impl SharedUniverse {
     pub fn get(&self) -> Result<&Universe, RunError> {
         let universe = self.universe.get_or_init(|| {
             let mut packages = BTreeMap::new();
+            let report = self
+                .report
+                .as_ref()
+                .ok_or("the whole universe is only known inside a graph")?;
             for (name, &id) in &self.evals {
-                let bytes = self.report.output(id).map_err(|e| e.to_string())?;
+                let bytes = report.output(id).map_err(|e| e.to_string())?;
                 let package: Package = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
                 packages.insert(name.clone(), package);
             }

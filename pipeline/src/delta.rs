@@ -1,0 +1,905 @@
+//! The delta path: a build after an edit that visits only what the edit
+//! reaches, without opening the cache database.
+//!
+//! After each full build, a snapshot of its stage-3 graph is kept beside
+//! the no-op stamp: per package its Eval and Interface output digests; per
+//! deployment target (a unit) the assembled digest, and in a pack of its
+//! own, per service the packages its Resolve reads, its sources, the
+//! Resolve and Render output digests and the Render output itself.
+//!
+//! When the stamp check finds that only module files changed
+//! (`stamp::Check::Changed`), the build re-runs, with the same task
+//! structs as the graph (`n2d_engine::run_detached`): Parse and Eval of
+//! each changed file (a digest equal to the snapshot's stops there: a
+//! comment edit), its Interface (a different digest means the plan may
+//! differ: full build), then the Resolve of each service that reads a
+//! changed package, the Render of each whose Resolve output changed, and
+//! the Assemble of each unit with a changed Render, over the pack's other
+//! Render outputs. Folders whose assembled digest changed are materialized.
+//!
+//! Anything else takes the full path, which is always right: another kind
+//! of input changed, a Nix package is involved, an image target (its
+//! layers are tasks the snapshot does not hold), a task failed (the full
+//! path reports it properly), a snapshot that is missing, damaged or not
+//! the stamp's, an Eval that does not reproduce the snapshot's digest.
+//!
+//! Invariant: a stamp exists only after the snapshot of the same build was
+//! completely written (both paths forget the stamp before writing
+//! anything, and write it last), and the index names the build by its
+//! start time, as the stamp does; each pack is checked against the digest
+//! the index holds for it.
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use n2d_cache::Digest;
+use n2d_engine::{run_detached, KindCounts, Task};
+use n2d_modules::{Format, Label};
+use n2d_rules::Deployment;
+
+use crate::binary::{checked_body, seal, Reader, Writer};
+use crate::materialize::{self, FolderState, OutputFile};
+use crate::session::{BuildResult, Session};
+use crate::stamp::Changed;
+use crate::tasks::{
+    deployment_digest, AssembleTask, EvalTask, InterfaceTask, ParseTask, RenderTask, ResolveTask,
+    SharedUniverse,
+};
+
+const INDEX_MAGIC: &[u8; 8] = b"n2ddelta";
+const PACK_MAGIC: &[u8; 8] = b"n2dpack1";
+const FORMAT: u32 = 1;
+
+/// No file's content has this digest (it is no blake3 output anyone found).
+const UNKNOWN: Digest = Digest([0; 32]);
+
+/// The snapshot's index: small, read whole by every delta build.
+pub(crate) struct Index {
+    /// The start of the build it describes: equal to its stamp's.
+    started_at_ns: i128,
+    /// In the workspace's order.
+    packages: Vec<PackageEntry>,
+    units: Vec<UnitEntry>,
+}
+
+struct PackageEntry {
+    name: String,
+    /// Workspace-relative.
+    file: String,
+    /// The digest of the text its Eval output was computed from, or
+    /// `UNKNOWN`.
+    content: Digest,
+    eval: Digest,
+    interface: Digest,
+}
+
+struct UnitEntry {
+    label: Label,
+    target: String,
+    dir: PathBuf,
+    assembled: Digest,
+    /// Indices of the packages any of its services reads, sorted.
+    packages: Vec<u32>,
+    /// The digest of its pack file.
+    pack: Digest,
+}
+
+/// One unit's services, in the deployment's order.
+struct Pack {
+    namespace: Option<String>,
+    base_layer: Option<String>,
+    services: Vec<ServiceEntry>,
+}
+
+#[derive(Clone)]
+struct ServiceEntry {
+    name: String,
+    /// The service's own label, as identities show it.
+    label: String,
+    /// Indices of the packages its Resolve reads, in dependency order.
+    packages: Vec<u32>,
+    /// Its Render's declared sources, workspace-relative.
+    sources: Vec<String>,
+    resolve: Digest,
+    render: Digest,
+    rendered: Arc<[u8]>,
+}
+
+/// The stage that evaluated every package: its report, and each package's
+/// Eval and Interface task in it.
+pub(crate) struct PackagesStage<'a> {
+    pub report: &'a n2d_engine::Report,
+    /// Each package's Parse task and the stable name of its file.
+    pub parses: &'a BTreeMap<String, (n2d_engine::TaskId, String)>,
+    pub evals: &'a BTreeMap<String, n2d_engine::TaskId>,
+    pub interfaces: &'a BTreeMap<String, n2d_engine::TaskId>,
+}
+
+/// What a full build knows of one unit, for the snapshot.
+pub(crate) struct UnitRecord {
+    pub label: Label,
+    pub target: String,
+    pub deployment: Arc<Deployment>,
+    /// Per service: (label, packages, sources, Resolve task, Render task).
+    pub services: Vec<ServiceRecord>,
+    pub assemble: n2d_engine::TaskId,
+    /// False when the unit has layers or Nix packages: no snapshot then.
+    pub eligible: bool,
+}
+
+pub(crate) struct ServiceRecord {
+    pub label: String,
+    pub packages: Vec<String>,
+    pub sources: Vec<String>,
+    pub resolve: n2d_engine::TaskId,
+    pub render: n2d_engine::TaskId,
+}
+
+/// Eval outputs by digest, shared by every request's snapshot: what a
+/// Resolve reads of the packages that did not change.
+fn eval_path(stamp: &Path, digest: &Digest) -> PathBuf {
+    stamp.with_file_name("evals").join(digest.to_hex())
+}
+
+/// The Eval output with `digest`, when kept and whole.
+fn read_eval(stamp: &Path, digest: &Digest) -> Option<Arc<[u8]>> {
+    let bytes = std::fs::read(eval_path(stamp, digest)).ok()?;
+    (Digest::of(&bytes) == *digest).then(|| Arc::from(bytes))
+}
+
+fn index_path(stamp: &Path) -> PathBuf {
+    stamp.with_extension("delta")
+}
+
+fn pack_path(stamp: &Path, label: &Label, target: &str) -> PathBuf {
+    let name = blake3::hash(format!("{label} {target}").as_bytes()).to_hex();
+    stamp.with_extension(format!("{}.pack", &name[..16]))
+}
+
+/// Removes the snapshot of a stamp (no delta path for the next build).
+pub(crate) fn forget(stamp: &Path) {
+    let _ = std::fs::remove_file(index_path(stamp));
+}
+
+/// Writes the snapshot of a full build that started at `started_at_ns`.
+/// Render outputs come from the previous snapshot's packs when their
+/// digest is known there, else from the stage's report (the cache).
+/// Failing to write it only costs the next build its delta path.
+pub(crate) fn record(
+    session: &Session,
+    stamp: &Path,
+    started_at_ns: i128,
+    packages_stage: PackagesStage<'_>,
+    third: &n2d_engine::Report,
+    units: &[UnitRecord],
+) {
+    let PackagesStage {
+        report: first,
+        parses,
+        evals,
+        interfaces,
+    } = packages_stage;
+    forget(stamp);
+    if units.iter().any(|u| !u.eligible) {
+        return;
+    }
+    if std::fs::create_dir_all(stamp.with_file_name("evals")).is_err() {
+        return;
+    }
+    let mut packages = Vec::new();
+    let mut position = HashMap::new();
+    for package in &session.workspace.packages {
+        let (Some(&eval_task), Some(&interface)) = (
+            evals.get(&package.package),
+            interfaces.get(&package.package),
+        ) else {
+            return;
+        };
+        let (Some(eval), Some(interface)) = (
+            first.outcome(eval_task).output,
+            first.outcome(interface).output,
+        ) else {
+            return;
+        };
+        let path = eval_path(stamp, &eval);
+        if std::fs::metadata(&path).is_err() {
+            let Ok(bytes) = first.output(eval_task) else {
+                return;
+            };
+            if !write_atomically(&path, &bytes) {
+                return;
+            }
+        }
+        // The content the Parse read, when the engine knows it was one
+        // version of the file (else any change of its stat parses again).
+        let content = parses
+            .get(&package.package)
+            .and_then(|(parse, name)| {
+                first
+                    .outcome(*parse)
+                    .files
+                    .iter()
+                    .find(|(file, _)| file == name)
+                    .map(|(_, digest)| *digest)
+            })
+            .unwrap_or(UNKNOWN);
+        position.insert(package.package.clone(), packages.len() as u32);
+        packages.push(PackageEntry {
+            name: package.package.clone(),
+            file: package.display_path(),
+            content,
+            eval,
+            interface,
+        });
+    }
+    let mut index = Index {
+        started_at_ns,
+        packages,
+        units: Vec::new(),
+    };
+    for unit in units {
+        let Some(assembled) = third.outcome(unit.assemble).output else {
+            return;
+        };
+        let path = pack_path(stamp, &unit.label, &unit.target);
+        // The previous pack's Render outputs, by digest.
+        let known: HashMap<Digest, Arc<[u8]>> = read_pack(&path, None)
+            .map(|pack| {
+                pack.services
+                    .into_iter()
+                    .map(|s| (s.render, s.rendered))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut services = Vec::with_capacity(unit.services.len());
+        let mut used = BTreeSet::new();
+        for (name, record) in unit.deployment.services.iter().zip(&unit.services) {
+            let (Some(resolve), Some(render)) = (
+                third.outcome(record.resolve).output,
+                third.outcome(record.render).output,
+            ) else {
+                return;
+            };
+            let rendered = match known.get(&render) {
+                Some(bytes) => bytes.clone(),
+                None => match third.output(record.render) {
+                    Ok(bytes) => bytes,
+                    Err(_) => return,
+                },
+            };
+            let Some(indices) = record
+                .packages
+                .iter()
+                .map(|p| position.get(p).copied())
+                .collect::<Option<Vec<u32>>>()
+            else {
+                return;
+            };
+            used.extend(indices.iter().copied());
+            services.push(ServiceEntry {
+                name: name.clone(),
+                label: record.label.clone(),
+                packages: indices,
+                sources: record.sources.clone(),
+                resolve,
+                render,
+                rendered,
+            });
+        }
+        let pack = Pack {
+            namespace: unit.deployment.namespace.clone(),
+            base_layer: unit.deployment.base_layer.clone(),
+            services,
+        };
+        let Some(digest) = write_pack(&path, &pack) else {
+            return;
+        };
+        index.units.push(UnitEntry {
+            label: unit.label.clone(),
+            target: unit.target.clone(),
+            dir: session.target_dir(&unit.label.package, &unit.label.name, &unit.target),
+            assembled,
+            packages: used.into_iter().collect(),
+            pack: digest,
+        });
+    }
+    write_atomically(&index_path(stamp), &encode_index(&index));
+}
+
+/// A unit the delta run re-assembles.
+struct Dirty {
+    unit: usize,
+    pack: Pack,
+    assembled: Option<Digest>,
+}
+
+impl Session {
+    /// Builds by the delta path when it applies (see the module docs);
+    /// `None` sends the build down the full path. `stamp` is the request's
+    /// stamp file, `started_at_ns` this build's start.
+    pub(crate) fn delta(
+        &self,
+        stamp: &Path,
+        changed: Changed,
+        started_at_ns: i128,
+    ) -> Option<BuildResult> {
+        let mut index = read_index(&index_path(stamp))?;
+        if index.started_at_ns != changed.stamp.started_at_ns
+            || index.packages.len() != self.workspace.packages.len()
+        {
+            return None;
+        }
+        let root = &self.workspace.root;
+        for (entry, package) in index.packages.iter().zip(&self.workspace.packages) {
+            if entry.name != package.package || entry.file != package.display_path() {
+                return None;
+            }
+        }
+        let by_path: HashMap<PathBuf, usize> = self
+            .workspace
+            .packages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (root.join(&p.path), i))
+            .collect();
+        let workspace_file = root.join(n2d_modules::workspace::WORKSPACE_FILE);
+        let mut changed_packages = Vec::new();
+        for file in changed.files() {
+            // Everything the workspace file says is in the stamp's key: a
+            // change the key did not see (a comment) changes nothing.
+            if file == workspace_file {
+                continue;
+            }
+            let &i = by_path.get(file)?;
+            if self.workspace.packages[i].format == Format::Nix {
+                return None;
+            }
+            changed_packages.push(i);
+        }
+
+        // Tasks that ran, for `--explain`: Parse, Eval and Interface ran
+        // because their file changed, the others because of every file
+        // whose Eval output changed.
+        let mut explanations: Vec<String> = Vec::new();
+        let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut run = |task: &dyn Task, dependencies: &[Arc<[u8]>]| -> Option<Arc<[u8]>> {
+            *counts.entry(task.kind()).or_default() += 1;
+            explanations.push(task.identity().to_string());
+            run_detached(task, dependencies).ok().map(Arc::<[u8]>::from)
+        };
+        // Eval outputs by package index: of the changed packages, and of
+        // the others as services need them.
+        let mut evals: HashMap<usize, Arc<[u8]>> = HashMap::new();
+        let mut dirty_packages = BTreeSet::new();
+        let mut new_evals = Vec::new();
+        for &i in &changed_packages {
+            // A file touched but not changed (or merely too recent to trust
+            // its stat) is compared by content, as the engine's key would.
+            let path = root.join(&self.workspace.packages[i].path);
+            let content = Digest::of(&std::fs::read(&path).ok()?);
+            if content == index.packages[i].content {
+                continue;
+            }
+            let eval = self.evaluate(i, &mut run)?;
+            // The file must still hold what was hashed: else its Eval output
+            // belongs to no content the snapshot could name.
+            if Digest::of(&std::fs::read(&path).ok()?) != content {
+                return None;
+            }
+            index.packages[i].content = content;
+            let digest = Digest::of(&eval);
+            if digest != index.packages[i].eval {
+                let interface = run(
+                    &InterfaceTask {
+                        identity: format!("interface //{}", index.packages[i].name),
+                    },
+                    std::slice::from_ref(&eval),
+                )?;
+                if Digest::of(&interface) != index.packages[i].interface {
+                    return None; // the plan may differ
+                }
+                index.packages[i].eval = digest;
+                new_evals.push((digest, eval.clone()));
+                dirty_packages.insert(i as u32);
+            }
+            evals.insert(i, eval);
+        }
+
+        // Resolve and render the services that read a changed package.
+        let universe = Arc::new(SharedUniverse::detached(
+            self.options.clone(),
+            self.workspace.settings.clone(),
+        ));
+        let mut resolved: HashMap<(String, String, String), Arc<[u8]>> = HashMap::new();
+        let mut dirty_units = Vec::new();
+        let mut warnings = Vec::new();
+        for (u, unit) in index.units.iter().enumerate() {
+            if !unit.packages.iter().any(|p| dirty_packages.contains(p)) {
+                continue;
+            }
+            // The deployment's own package is read by every Resolve of the
+            // unit, and may be large: decode it while the pack is read.
+            let own = index
+                .packages
+                .iter()
+                .position(|p| p.name == unit.label.package)
+                .filter(|p| !evals.contains_key(p));
+            let (pack, own) = rayon::join(
+                || {
+                    read_pack(
+                        &pack_path(stamp, &unit.label, &unit.target),
+                        Some(unit.pack),
+                    )
+                },
+                || {
+                    let p = own?;
+                    let eval = read_eval(stamp, &index.packages[p].eval)?;
+                    let name = std::slice::from_ref(&index.packages[p].name);
+                    universe
+                        .universe_of(name, std::iter::once(&eval[..]))
+                        .ok()?;
+                    Some((p, eval))
+                },
+            );
+            let mut pack = pack?;
+            if let Some((p, eval)) = own {
+                evals.insert(p, eval);
+            }
+            let rule = self.rules.get(unit.target.as_str())?.clone();
+            let env = rule.env().id();
+            let deployment = Arc::new(Deployment {
+                package: unit.label.package.clone(),
+                name: unit.label.name.clone(),
+                namespace: pack.namespace.clone(),
+                services: pack.services.iter().map(|s| s.name.clone()).collect(),
+                base_layer: pack.base_layer.clone(),
+            });
+            let deployment_digest = deployment_digest(&deployment);
+            let mut renders_changed = false;
+            for service in &mut pack.services {
+                if !service.packages.iter().any(|p| dirty_packages.contains(p)) {
+                    continue;
+                }
+                let key = (unit.label.to_string(), service.name.clone(), env.clone());
+                let resolve = match resolved.get(&key) {
+                    Some(bytes) => bytes.clone(),
+                    None => {
+                        let mut inputs = Vec::with_capacity(service.packages.len());
+                        for &p in &service.packages {
+                            let p = p as usize;
+                            let eval = match evals.get(&p) {
+                                Some(eval) => eval.clone(),
+                                None => {
+                                    let eval = read_eval(stamp, &index.packages[p].eval)?;
+                                    evals.insert(p, eval.clone());
+                                    eval
+                                }
+                            };
+                            inputs.push(eval);
+                        }
+                        let task = ResolveTask {
+                            identity: format!(
+                                "resolve {} in {} ({env})",
+                                service.label, unit.label
+                            ),
+                            packages: service
+                                .packages
+                                .iter()
+                                .map(|&p| index.packages[p as usize].name.clone())
+                                .collect(),
+                            deployment: unit.label.clone(),
+                            service: service.name.clone(),
+                            rule: rule.clone(),
+                            options_digest: self.options_digest.clone(),
+                            universe: universe.clone(),
+                            realized: 0,
+                        };
+                        let bytes = run(&task, &inputs)?;
+                        resolved.insert(key, bytes.clone());
+                        bytes
+                    }
+                };
+                let digest = Digest::of(&resolve);
+                if digest == service.resolve {
+                    continue;
+                }
+                service.resolve = digest;
+                let render = RenderTask {
+                    identity: format!(
+                        "render {} in {} ({})",
+                        service.label, unit.label, unit.target
+                    ),
+                    rule: rule.clone(),
+                    deployment: deployment.clone(),
+                    deployment_digest,
+                    sources: service
+                        .sources
+                        .iter()
+                        .map(|s| (s.clone(), root.join(s)))
+                        .collect(),
+                    layers: Vec::new(),
+                    closures: BTreeMap::new(),
+                    shells: BTreeMap::new(),
+                };
+                let rendered = run(&render, &[resolve])?;
+                if let Ok(decoded) = crate::codec::decode_rendered(&rendered) {
+                    warnings.extend(
+                        decoded
+                            .warnings
+                            .into_iter()
+                            .map(|warning| format!("{}: {warning}", render.identity)),
+                    );
+                }
+                let digest = Digest::of(&rendered);
+                if digest != service.render {
+                    service.render = digest;
+                    service.rendered = rendered;
+                    renders_changed = true;
+                }
+            }
+            let assembled = if renders_changed {
+                let assemble = AssembleTask {
+                    identity: format!("assemble {} ({})", unit.label, unit.target),
+                    rule: rule.clone(),
+                    deployment: deployment.clone(),
+                    deployment_digest,
+                    layers: 0,
+                };
+                let outputs: Vec<Arc<[u8]>> =
+                    pack.services.iter().map(|s| s.rendered.clone()).collect();
+                let bytes = run(&assemble, &outputs)?;
+                let digest = Digest::of(&bytes);
+                (digest != unit.assembled).then_some((digest, bytes))
+            } else {
+                None
+            };
+            dirty_units.push((u, pack, assembled));
+        }
+
+        // Nothing failed: from here on the workspace is written.
+        crate::stamp::forget(stamp);
+        forget(stamp);
+        let file_of = |i: usize| format!("{} changed", index.packages[i].file);
+        let why = dirty_packages
+            .iter()
+            .map(|&p| file_of(p as usize))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let own: HashMap<String, String> = changed_packages
+            .iter()
+            .flat_map(|&i| {
+                let package = &index.packages[i];
+                ["parse", "eval", "interface"].map(|kind| {
+                    let identity = match kind {
+                        "parse" => format!(
+                            "parse {}",
+                            self.workspace.packages[i].path.to_string_lossy()
+                        ),
+                        _ => format!("{kind} //{}", package.name),
+                    };
+                    (identity, file_of(i))
+                })
+            })
+            .collect();
+        let explanations = explanations
+            .into_iter()
+            .map(|identity| {
+                let reason = own.get(&identity).cloned().unwrap_or_else(|| why.clone());
+                (identity, reason)
+            })
+            .collect();
+        let mut result = BuildResult {
+            explanations,
+            warnings,
+            ..BuildResult::default()
+        };
+        let mut materialized = BTreeSet::new();
+        for (u, _, assembled) in &dirty_units {
+            let Some((digest, bytes)) = assembled else {
+                continue;
+            };
+            let unit = &index.units[*u];
+            let files: Vec<OutputFile> = crate::codec::decode_artifacts(bytes)
+                .ok()?
+                .into_iter()
+                .map(|a| OutputFile {
+                    path: a.path,
+                    bytes: a.bytes,
+                    mode: a.mode,
+                })
+                .collect();
+            *counts.entry("materialize").or_default() += 1;
+            // A folder that cannot be written: the full path reports it.
+            materialize::materialize(&unit.dir, &files, &digest.to_hex()).ok()?;
+            materialized.insert(*u);
+        }
+        let dirty: Vec<Dirty> = dirty_units
+            .into_iter()
+            .map(|(unit, pack, assembled)| Dirty {
+                unit,
+                pack,
+                assembled: assembled.map(|(digest, _)| digest),
+            })
+            .collect();
+        let mut written = new_evals
+            .iter()
+            .all(|(digest, bytes)| write_atomically(&eval_path(stamp, digest), bytes));
+        for entry in &dirty {
+            let unit = &mut index.units[entry.unit];
+            if let Some(digest) = entry.assembled {
+                unit.assembled = digest;
+            }
+            match write_pack(&pack_path(stamp, &unit.label, &unit.target), &entry.pack) {
+                Some(digest) => unit.pack = digest,
+                None => written = false,
+            }
+        }
+        index.started_at_ns = started_at_ns;
+        if written {
+            write_atomically(&index_path(stamp), &encode_index(&index));
+        }
+
+        // Counts: every task of the last build, as cached, but those run.
+        let mut summary = changed.stamp.summary()?;
+        for (kind, count) in counts {
+            let entry = summary
+                .by_kind
+                .entry(kind)
+                .or_insert_with(KindCounts::default);
+            let moved = count.min(entry.cached);
+            entry.cached -= moved;
+            entry.executed += count;
+            summary.cached -= moved;
+            summary.executed += count;
+        }
+        for &u in &materialized {
+            let unit = &index.units[u];
+            result.explanations.push((
+                format!("materialize {} ({})", unit.label, unit.target),
+                why.clone(),
+            ));
+        }
+        let assembled: HashMap<&Path, String> = index
+            .units
+            .iter()
+            .map(|u| (u.dir.as_path(), u.assembled.to_hex()))
+            .collect();
+        let outputs: Vec<(PathBuf, String, Option<FolderState>)> = changed
+            .stamp
+            .outputs
+            .iter()
+            .map(|(dir, state)| {
+                let hex = assembled.get(dir.as_path()).cloned().unwrap_or_default();
+                let now = materialized
+                    .iter()
+                    .all(|&u| index.units[u].dir != *dir)
+                    .then(|| state.clone());
+                (dir.clone(), hex, now)
+            })
+            .collect();
+        let inputs: Vec<PathBuf> = changed
+            .stamp
+            .inputs
+            .iter()
+            .map(|(file, _)| file.clone())
+            .collect();
+        crate::stamp::record(
+            stamp,
+            started_at_ns,
+            &changed.stamp.packages,
+            &inputs,
+            &outputs,
+            &summary,
+        );
+        result.ok = true;
+        result.summary = summary;
+        result.outputs = outputs.into_iter().map(|(dir, _, _)| dir).collect();
+        result.inputs = inputs;
+        result.strategy = crate::session::Strategy::Delta;
+        Some(result)
+    }
+
+    /// Parse and Eval of the package at `index`, run detached.
+    fn evaluate(
+        &self,
+        index: usize,
+        run: &mut impl FnMut(&dyn Task, &[Arc<[u8]>]) -> Option<Arc<[u8]>>,
+    ) -> Option<Arc<[u8]>> {
+        let package = &self.workspace.packages[index];
+        if package.format == Format::Nix {
+            return None;
+        }
+        let file = package.path.to_string_lossy().replace('\\', "/");
+        let parse = run(
+            &ParseTask {
+                identity: format!("parse {file}"),
+                path: self.workspace.root.join(&package.path),
+                file,
+                format: package.format,
+            },
+            &[],
+        )?;
+        run(
+            &EvalTask {
+                identity: format!("eval //{}", package.package),
+                package: package.package.clone(),
+            },
+            &[parse],
+        )
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> bool {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_ok() {
+        return true;
+    }
+    let _ = std::fs::remove_file(&tmp);
+    false
+}
+
+fn write_pack(path: &Path, pack: &Pack) -> Option<Digest> {
+    let bytes = encode_pack(pack);
+    let digest = Digest::of(&bytes);
+    write_atomically(path, &bytes).then_some(digest)
+}
+
+/// The pack at `path`; with `expected`, only when its digest is that
+/// (which then stands for its checksum).
+fn read_pack(path: &Path, expected: Option<Digest>) -> Option<Pack> {
+    let bytes = std::fs::read(path).ok()?;
+    let body = match expected {
+        Some(digest) => {
+            if Digest::of(&bytes) != digest {
+                return None;
+            }
+            &bytes[..bytes.len().checked_sub(32)?]
+        }
+        None => checked_body(&bytes)?,
+    };
+    decode_pack(body)
+}
+
+fn read_index(path: &Path) -> Option<Index> {
+    decode_index(&std::fs::read(path).ok()?)
+}
+
+fn encode_index(index: &Index) -> Vec<u8> {
+    let mut out = Writer(Vec::with_capacity(64 * 1024));
+    out.0.extend_from_slice(INDEX_MAGIC);
+    out.u32(FORMAT);
+    out.i128(index.started_at_ns);
+    out.u64(index.packages.len() as u64);
+    for package in &index.packages {
+        out.bytes(package.name.as_bytes());
+        out.bytes(package.file.as_bytes());
+        out.digest(&package.content);
+        out.digest(&package.eval);
+        out.digest(&package.interface);
+    }
+    out.u64(index.units.len() as u64);
+    for unit in &index.units {
+        out.bytes(unit.label.package.as_bytes());
+        out.bytes(unit.label.name.as_bytes());
+        out.bytes(unit.target.as_bytes());
+        out.path(&unit.dir);
+        out.digest(&unit.assembled);
+        out.u64(unit.packages.len() as u64);
+        for &p in &unit.packages {
+            out.u32(p);
+        }
+        out.digest(&unit.pack);
+    }
+    seal(out.0)
+}
+
+fn decode_index(bytes: &[u8]) -> Option<Index> {
+    let mut input = Reader(checked_body(bytes)?);
+    if input.take(8)? != INDEX_MAGIC || input.u32()? != FORMAT {
+        return None;
+    }
+    let started_at_ns = input.i128()?;
+    let packages = (0..input.count()?)
+        .map(|_| {
+            Some(PackageEntry {
+                name: input.string()?,
+                file: input.string()?,
+                content: input.digest()?,
+                eval: input.digest()?,
+                interface: input.digest()?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let units = (0..input.count()?)
+        .map(|_| {
+            let label = Label {
+                package: input.string()?,
+                name: input.string()?,
+            };
+            let target = input.string()?;
+            let dir = input.path()?;
+            let assembled = input.digest()?;
+            let used = (0..input.count()?)
+                .map(|_| input.u32().filter(|&p| (p as usize) < packages.len()))
+                .collect::<Option<Vec<u32>>>()?;
+            Some(UnitEntry {
+                label,
+                target,
+                dir,
+                assembled,
+                packages: used,
+                pack: input.digest()?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    input.0.is_empty().then_some(Index {
+        started_at_ns,
+        packages,
+        units,
+    })
+}
+
+fn encode_pack(pack: &Pack) -> Vec<u8> {
+    let size: usize = pack.services.iter().map(|s| s.rendered.len() + 256).sum();
+    let mut out = Writer(Vec::with_capacity(size + 64));
+    out.0.extend_from_slice(PACK_MAGIC);
+    out.u32(FORMAT);
+    out.optional(pack.namespace.as_deref());
+    out.optional(pack.base_layer.as_deref());
+    out.u64(pack.services.len() as u64);
+    for service in &pack.services {
+        out.bytes(service.name.as_bytes());
+        out.bytes(service.label.as_bytes());
+        out.u64(service.packages.len() as u64);
+        for &p in &service.packages {
+            out.u32(p);
+        }
+        out.u64(service.sources.len() as u64);
+        for source in &service.sources {
+            out.bytes(source.as_bytes());
+        }
+        out.digest(&service.resolve);
+        out.digest(&service.render);
+        out.bytes(&service.rendered);
+    }
+    seal(out.0)
+}
+
+/// Decodes a pack's body (its checksum already verified).
+fn decode_pack(body: &[u8]) -> Option<Pack> {
+    let mut input = Reader(body);
+    if input.take(8)? != PACK_MAGIC || input.u32()? != FORMAT {
+        return None;
+    }
+    let namespace = input.optional()?;
+    let base_layer = input.optional()?;
+    let services = (0..input.count()?)
+        .map(|_| {
+            let name = input.string()?;
+            let label = input.string()?;
+            let packages = (0..input.count()?)
+                .map(|_| input.u32())
+                .collect::<Option<Vec<_>>>()?;
+            let sources = (0..input.count()?)
+                .map(|_| input.string())
+                .collect::<Option<Vec<_>>>()?;
+            let resolve = input.digest()?;
+            let render = input.digest()?;
+            let rendered: Arc<[u8]> = Arc::from(input.bytes()?);
+            Some(ServiceEntry {
+                name,
+                label,
+                packages,
+                sources,
+                resolve,
+                render,
+                rendered,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    input.0.is_empty().then_some(Pack {
+        namespace,
+        base_layer,
+        services,
+    })
+}

@@ -1,0 +1,253 @@
+//! The delta path (`pipeline/src/delta.rs`): after an edit of module files
+//! only, a build runs just the tasks the edit reaches, outside the cache
+//! database, and leaves the same files a clean build leaves; anything it
+//! cannot prove goes down the full path.
+use crate::build::snapshot;
+use crate::support::{counts, TestWorkspace};
+
+/// Every target that renders without external inputs.
+const TARGETS: [&str; 5] = ["json", "procfile", "compose", "k8s", "systemd"];
+
+fn args() -> Vec<&'static str> {
+    let mut args = vec!["//..."];
+    for target in TARGETS {
+        args.extend(["--target", target]);
+    }
+    args
+}
+
+fn package(name: &str, value: &str, extra: &str) -> String {
+    format!(
+        "[services.{name}-a]\nimports = [\"//lib:web\"]\ncommand = [\"/bin/sh\", \"-c\", \"exec sleep 60\"]\nenv.VALUE = \"{value}\"\n{extra}\n\n[services.{name}-b]\ncommand = [\"/bin/echo\", \"${{{{ :{name}-a.address.http }}}}\"]\nenv.UPSTREAM = \"${{{{ :{name}-a.address.http }}}}\"\ndepends_on.\":{name}-a\" = \"started\"\n"
+    )
+}
+
+fn workspace() -> TestWorkspace {
+    let ws = TestWorkspace::new();
+    ws.write(
+        "lib/n2d.toml",
+        "[modules.web]\noptions.web.port = { type = \"port\", default = 8080, description = \"port\" }\nports.http = \"${{ self.web.port }}\"\n",
+    );
+    ws.write("one/n2d.toml", &package("one", "1", ""));
+    ws.write("two/n2d.toml", &package("two", "2", ""));
+    ws.write(
+        "deploy/n2d.toml",
+        "[deployments.all]\nservices = [\"//one:one-a\", \"//one:one-b\", \"//two:two-a\", \"//two:two-b\"]\n\n[deployments.few]\nservices = [\"//two:two-a\", \"//two:two-b\"]\n",
+    );
+    ws
+}
+
+/// The output folder of a clean build of the same files.
+fn clean_build_of(ws: &TestWorkspace) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let clean = TestWorkspace::new();
+    for file in [
+        "lib/n2d.toml",
+        "one/n2d.toml",
+        "two/n2d.toml",
+        "deploy/n2d.toml",
+    ] {
+        clean.write(file, &ws.read(file));
+    }
+    let summary = clean.build_json(&args());
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(summary["strategy"], "full", "{summary}");
+    snapshot(&clean.root.join("n2d-out"))
+}
+
+#[test]
+fn an_edit_of_one_service_runs_only_its_tasks_and_matches_a_clean_build() {
+    let ws = workspace();
+    let first = ws.build_json(&args());
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(first["strategy"], "full", "{first}");
+
+    ws.write("one/n2d.toml", &package("one", "changed", ""));
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(summary["strategy"], "delta", "{summary}");
+    // one-a is only in `all`: one Render per target, one Assemble and one
+    // Materialize per target of `all`; `few` is not touched.
+    assert_eq!(
+        counts(&summary, "render").0,
+        TARGETS.len() as u64,
+        "{summary}"
+    );
+    assert_eq!(
+        counts(&summary, "assemble").0,
+        TARGETS.len() as u64,
+        "{summary}"
+    );
+    assert_eq!(
+        counts(&summary, "materialize").0,
+        TARGETS.len() as u64,
+        "{summary}"
+    );
+    assert_eq!(counts(&summary, "plan"), (0, 1), "{summary}");
+    // The totals are those of the full build: nothing is missing or extra.
+    assert_eq!(
+        summary["executed"].as_u64().unwrap() + summary["cached"].as_u64().unwrap(),
+        first["executed"].as_u64().unwrap() + first["cached"].as_u64().unwrap(),
+        "{first}\n{summary}"
+    );
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+
+    // Nothing changed since. The files were written less than two seconds
+    // before the build, so they are read again ("racily clean"), but
+    // nothing past their Eval runs.
+    let again = ws.build_json(&args());
+    assert!(
+        again["strategy"] == "no-op" || again["strategy"] == "delta",
+        "{again}"
+    );
+    assert_eq!(counts(&again, "resolve").0, 0, "{again}");
+    assert_eq!(counts(&again, "materialize").0, 0, "{again}");
+
+    // Two edits in a row, the second undoing part of the first.
+    ws.write("two/n2d.toml", &package("two", "other", ""));
+    assert_eq!(ws.build_json(&args())["strategy"], "delta");
+    ws.write("two/n2d.toml", &package("two", "2", ""));
+    let back = ws.build_json(&args());
+    assert_eq!(back["strategy"], "delta", "{back}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+}
+
+#[test]
+fn a_comment_edit_renders_nothing_and_an_edit_of_a_shared_module_reaches_its_importers() {
+    let ws = workspace();
+    ws.build_json(&args());
+    // A comment: the Eval output holds the text (for messages), so it
+    // changes, and the Resolves that read it run; their output is the
+    // same, and nothing is rendered or written.
+    ws.write(
+        "two/n2d.toml",
+        &format!("# a comment\n{}", package("two", "2", "")),
+    );
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["strategy"], "delta", "{summary}");
+    assert_eq!(counts(&summary, "plan"), (0, 1), "{summary}");
+    assert_eq!(counts(&summary, "render").0, 0, "{summary}");
+    assert_eq!(counts(&summary, "assemble").0, 0, "{summary}");
+    assert_eq!(counts(&summary, "materialize").0, 0, "{summary}");
+
+    // The module's default port: every service importing it and every
+    // service referring to their address changes, in both deployments.
+    ws.write(
+        "lib/n2d.toml",
+        "[modules.web]\noptions.web.port = { type = \"port\", default = 9090, description = \"port\" }\nports.http = \"${{ self.web.port }}\"\n",
+    );
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(summary["strategy"], "delta", "{summary}");
+    assert!(
+        counts(&summary, "render").0 >= 2 * TARGETS.len() as u64,
+        "{summary}"
+    );
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+    let out = String::from_utf8(
+        ws.read("n2d-out/deploy/all/json/services/one-b.json")
+            .into(),
+    )
+    .unwrap();
+    assert!(out.contains("9090"), "{out}");
+}
+
+#[test]
+fn what_the_delta_path_cannot_prove_goes_down_the_full_path() {
+    let ws = workspace();
+    ws.build_json(&args());
+
+    // A new service changes what the plan holds.
+    ws.write(
+        "one/n2d.toml",
+        &format!(
+            "{}\n[services.one-c]\ncommand = [\"/bin/true\"]\n",
+            package("one", "1", "")
+        ),
+    );
+    let deploy = ws
+        .read("deploy/n2d.toml")
+        .replace("\"//one:one-b\",", "\"//one:one-b\", \"//one:one-c\",");
+    ws.write("deploy/n2d.toml", &deploy);
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(summary["strategy"], "full", "{summary}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+
+    // A file that does not parse: the full path reports it, and nothing is
+    // written; the fix is built by the full path (no stamp since).
+    ws.write("two/n2d.toml", "[services.two-a\n");
+    let out = ws.n2d(&["build", "//...", "--target", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("two/n2d.toml"), "{stderr}");
+    ws.write("two/n2d.toml", &package("two", "fixed", ""));
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+
+    // A damaged snapshot is no snapshot.
+    let stamps = ws.root.join(".n2d/stamps");
+    for entry in std::fs::read_dir(&stamps).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".delta") || name.ends_with(".pack") {
+            let mut bytes = std::fs::read(&path).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x40;
+            std::fs::write(&path, bytes).unwrap();
+        }
+    }
+    ws.write("two/n2d.toml", &package("two", "after damage", ""));
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(summary["strategy"], "full", "{summary}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+
+    // An output edited by hand: the full path restores it.
+    ws.write("n2d-out/deploy/few/json/services/two-a.json", "{}");
+    ws.write("two/n2d.toml", &package("two", "after edit", ""));
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["strategy"], "full", "{summary}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+}
+
+#[test]
+fn explain_names_the_edited_file_on_the_delta_path() {
+    let ws = workspace();
+    ws.build_json(&["//...", "--target", "json"]);
+    ws.write("one/n2d.toml", &package("one", "explained", ""));
+    let out = ws.n2d(&["build", "//...", "--target", "json", "--explain", "--json"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"strategy\":\"delta\""), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("render //one:one-a in //deploy:all (json)"))
+        .unwrap_or_else(|| panic!("no explanation for the render of one-a:\n{stdout}"));
+    assert!(line.ends_with(": one/n2d.toml changed"), "{line}");
+}
+
+#[test]
+fn cache_gc_removes_snapshots() {
+    let ws = workspace();
+    ws.build_json(&args());
+    let stamps = ws.root.join(".n2d/stamps");
+    assert!(stamps.join("evals").read_dir().unwrap().next().is_some());
+    let out = ws.n2d(&["cache", "gc"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<_> = walkdir::WalkDir::new(&stamps)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().to_owned())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    ws.write("one/n2d.toml", &package("one", "after gc", ""));
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["strategy"], "full", "{summary}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+}
