@@ -188,31 +188,44 @@ pub fn dependency_order(
             });
         }
     }
+    // Kahn's algorithm, taking the smallest name among the services whose
+    // dependencies are all placed (ties by name, as before): linear in the
+    // edges, not quadratic in the services.
+    let mut waiting: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut dependants: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (service, dependencies) in depends_on {
+        waiting.insert(service, dependencies.len());
+        for dependency in dependencies {
+            dependants.entry(dependency).or_default().push(service);
+        }
+    }
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<&str>> = waiting
+        .iter()
+        .filter(|(_, &count)| count == 0)
+        .map(|(&name, _)| std::cmp::Reverse(name))
+        .collect();
     let mut order: Vec<String> = Vec::with_capacity(depends_on.len());
-    let mut placed: BTreeSet<&str> = BTreeSet::new();
-    while order.len() < depends_on.len() {
-        // The smallest name whose dependencies are all placed: ties by name.
-        let next = depends_on.iter().find(|(name, deps)| {
-            !placed.contains(name.as_str()) && deps.iter().all(|d| placed.contains(d.as_str()))
-        });
-        match next {
-            Some((name, _)) => {
-                placed.insert(name);
-                order.push(name.clone());
-            }
-            None => {
-                let cycle: Vec<&str> = depends_on
-                    .keys()
-                    .map(String::as_str)
-                    .filter(|n| !placed.contains(n))
-                    .collect();
-                return Err(RuleError::Unsupported {
-                    target,
-                    service: cycle[0].to_string(),
-                    message: format!("dependency cycle among {}", cycle.join(", ")),
-                });
+    while let Some(std::cmp::Reverse(name)) = ready.pop() {
+        order.push(name.to_string());
+        for &dependant in dependants.get(name).into_iter().flatten() {
+            let count = waiting.get_mut(dependant).expect("every service waits");
+            *count -= 1;
+            if *count == 0 {
+                ready.push(std::cmp::Reverse(dependant));
             }
         }
+    }
+    if order.len() < depends_on.len() {
+        let cycle: Vec<&str> = waiting
+            .iter()
+            .filter(|(_, &count)| count > 0)
+            .map(|(&name, _)| name)
+            .collect();
+        return Err(RuleError::Unsupported {
+            target,
+            service: cycle[0].to_string(),
+            message: format!("dependency cycle among {}", cycle.join(", ")),
+        });
     }
     Ok(order)
 }
@@ -234,4 +247,46 @@ fn spec_digest(entry: &LaunchService, files: &[Artifact]) -> String {
         hasher.update(&file.bytes);
     }
     hasher.finalize().to_hex().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The definition: repeatedly the smallest name whose dependencies are
+    /// all placed.
+    fn reference(depends_on: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+        let mut order: Vec<String> = Vec::new();
+        while order.len() < depends_on.len() {
+            let (name, _) = depends_on.iter().find(|(name, deps)| {
+                !order.contains(name) && deps.iter().all(|d| order.contains(d))
+            })?;
+            order.push(name.clone());
+        }
+        Some(order)
+    }
+
+    proptest! {
+        #[test]
+        fn dependency_order_is_the_smallest_ready_name_first(
+            edges in proptest::collection::vec((0u8..12, 0u8..12), 0..30),
+            count in 1u8..12,
+        ) {
+            let mut graph: BTreeMap<String, BTreeSet<String>> = (0..count)
+                .map(|i| (format!("s{i:02}"), BTreeSet::new()))
+                .collect();
+            for (from, to) in edges {
+                if from < count && to < count {
+                    graph
+                        .get_mut(&format!("s{from:02}"))
+                        .unwrap()
+                        .insert(format!("s{to:02}"));
+                }
+            }
+            let expected = reference(&graph);
+            let actual = dependency_order("procfile", &graph).ok();
+            prop_assert_eq!(actual, expected);
+        }
+    }
 }
