@@ -3,6 +3,7 @@
 //! declared `options` and option definitions. Checks what can be checked
 //! without other packages: the file's keys, names, duplicates, labels.
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +22,90 @@ pub struct Package {
     pub source: SourceFile,
     pub services: BTreeMap<String, Body>,
     pub modules: BTreeMap<String, Body>,
-    pub deployments: BTreeMap<String, DeploymentDef>,
+    pub deployments: BTreeMap<String, LazyDeployment>,
+}
+
+/// A deployment of a package, decoded from the package's JSON only when
+/// first used. A Resolve task reads one deployment of its deployment's
+/// package; a package of ten 1,000-service deployments decoded whole was
+/// most of the time of a one-service rebuild. It serializes to the same
+/// bytes either way (the JSON it was read from, or its definition).
+pub struct LazyDeployment {
+    raw: Option<Box<serde_json::value::RawValue>>,
+    def: OnceLock<DeploymentDef>,
+}
+
+impl LazyDeployment {
+    pub fn new(def: DeploymentDef) -> LazyDeployment {
+        LazyDeployment {
+            raw: None,
+            def: OnceLock::from(def),
+        }
+    }
+}
+
+impl From<DeploymentDef> for LazyDeployment {
+    fn from(def: DeploymentDef) -> LazyDeployment {
+        LazyDeployment::new(def)
+    }
+}
+
+impl std::ops::Deref for LazyDeployment {
+    type Target = DeploymentDef;
+    fn deref(&self) -> &DeploymentDef {
+        self.def.get_or_init(|| {
+            let raw = self
+                .raw
+                .as_ref()
+                .expect("a deployment is either decoded or holds its JSON");
+            // The JSON was checked as JSON when the package was read, and
+            // came from this type's own serialization (a digest-checked
+            // blob); failing here is a bug, reported by the task's panic.
+            serde_json::from_str(raw.get()).unwrap_or_else(|e| {
+                panic!("a deployment of an evaluated package does not decode (please report this bug): {e}")
+            })
+        })
+    }
+}
+
+impl Clone for LazyDeployment {
+    fn clone(&self) -> Self {
+        LazyDeployment {
+            raw: self.raw.clone(),
+            def: self.def.clone(),
+        }
+    }
+}
+
+impl PartialEq for LazyDeployment {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for LazyDeployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl Serialize for LazyDeployment {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match (self.def.get(), &self.raw) {
+            (Some(def), _) => def.serialize(serializer),
+            (None, Some(raw)) => raw.serialize(serializer),
+            (None, None) => unreachable!("a deployment is either decoded or holds its JSON"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LazyDeployment {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(LazyDeployment {
+            raw: Some(Deserialize::deserialize(deserializer)?),
+            def: OnceLock::new(),
+        })
+    }
 }
 
 /// A service or module: imports, declarations and definitions.
@@ -115,7 +199,8 @@ pub fn eval_package(package: &str, file: &ModuleFile) -> Result<Package, Error> 
                         return Err(duplicate(&name_key.name, kind, source, name_key.span));
                     }
                     let deployment = parse_deployment(package, name_key, body, source)?;
-                    out.deployments.insert(name_key.name.clone(), deployment);
+                    out.deployments
+                        .insert(name_key.name.clone(), deployment.into());
                 }
             }
             other => {
@@ -411,4 +496,27 @@ fn strings(node: &Node, source: &SourceFile, what: &str) -> Result<Vec<String>, 
         .iter()
         .map(|item| item.as_str().map(str::to_string).ok_or_else(|| wrong(item)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{parse_module_file, Format};
+
+    #[test]
+    fn a_lazy_deployment_reads_back_to_the_same_package_and_bytes() {
+        let text = "[services.a]\ncommand = [\"/bin/true\"]\n\n[deployments.dev]\nservices = [\":a\"]\nnamespace = \"n\"\n\n[deployments.other]\nservices = { a = {} }\n";
+        let file = parse_module_file("x/n2d.toml", text, Format::Toml).unwrap();
+        let package = eval_package("x", &file).unwrap();
+        let bytes = serde_json::to_vec(&package).unwrap();
+        let read: Package = serde_json::from_slice(&bytes).unwrap();
+        // Not decoded yet: written back as read.
+        assert_eq!(serde_json::to_vec(&read).unwrap(), bytes);
+        // Decoded on use, equal to the original, and still the same bytes.
+        assert_eq!(read.deployments["dev"].namespace.as_deref(), Some("n"));
+        assert_eq!(read.deployments["dev"].members.len(), 1);
+        assert_eq!(read, package);
+        assert_eq!(serde_json::to_vec(&read).unwrap(), bytes);
+        assert_eq!(read.clone(), package);
+    }
 }

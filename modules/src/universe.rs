@@ -462,7 +462,7 @@ impl Universe {
     fn deployment_def(&self, label: &Label) -> Result<(&Package, &DeploymentDef), Error> {
         self.packages
             .get(&label.package)
-            .and_then(|p| p.deployments.get(&label.name).map(|d| (&**p, d)))
+            .and_then(|p| p.deployments.get(&label.name).map(|d| (&**p, &**d)))
             .ok_or_else(|| self.unknown_label(label, Some(LabelKind::Deployment)))
     }
 

@@ -36,6 +36,7 @@ use n2d_cache::Digest;
 use n2d_engine::{run_detached, KindCounts, Task};
 use n2d_modules::{Format, Label};
 use n2d_rules::Deployment;
+use rayon::prelude::*;
 
 use crate::binary::{checked_body, seal, Reader, Writer};
 use crate::materialize::{self, FolderState, OutputFile};
@@ -186,123 +187,125 @@ pub(crate) fn record(
     if std::fs::create_dir_all(stamp.with_file_name("evals")).is_err() {
         return;
     }
-    let mut packages = Vec::new();
-    let mut position = HashMap::new();
-    for package in &session.workspace.packages {
-        let (Some(&eval_task), Some(&interface)) = (
-            evals.get(&package.package),
-            interfaces.get(&package.package),
-        ) else {
-            return;
-        };
-        let (Some(eval), Some(interface)) = (
-            first.outcome(eval_task).output,
-            first.outcome(interface).output,
-        ) else {
-            return;
-        };
-        let path = eval_path(stamp, &eval);
-        if std::fs::metadata(&path).is_err() {
-            let Ok(bytes) = first.output(eval_task) else {
-                return;
-            };
-            if !write_atomically(&path, &bytes) {
-                return;
+    // Packages and units are independent: written in parallel (a cold
+    // build writes every Eval output and every pack).
+    let packages: Option<Vec<PackageEntry>> = session
+        .workspace
+        .packages
+        .par_iter()
+        .map(|package| {
+            let eval_task = *evals.get(&package.package)?;
+            let interface = *interfaces.get(&package.package)?;
+            let eval = first.outcome(eval_task).output?;
+            let interface = first.outcome(interface).output?;
+            let path = eval_path(stamp, &eval);
+            if std::fs::metadata(&path).is_err()
+                && !write_atomically(&path, &first.output(eval_task).ok()?)
+            {
+                return None;
             }
-        }
-        // The content the Parse read, when the engine knows it was one
-        // version of the file (else any change of its stat parses again).
-        let content = parses
-            .get(&package.package)
-            .and_then(|(parse, name)| {
-                first
-                    .outcome(*parse)
-                    .files
-                    .iter()
-                    .find(|(file, _)| file == name)
-                    .map(|(_, digest)| *digest)
+            // The content the Parse read, when the engine knows it was one
+            // version of the file (else any change of its stat parses again).
+            let content = parses
+                .get(&package.package)
+                .and_then(|(parse, name)| {
+                    first
+                        .outcome(*parse)
+                        .files
+                        .iter()
+                        .find(|(file, _)| file == name)
+                        .map(|(_, digest)| *digest)
+                })
+                .unwrap_or(UNKNOWN);
+            Some(PackageEntry {
+                name: package.package.clone(),
+                file: package.display_path(),
+                content,
+                eval,
+                interface,
             })
-            .unwrap_or(UNKNOWN);
-        position.insert(package.package.clone(), packages.len() as u32);
-        packages.push(PackageEntry {
-            name: package.package.clone(),
-            file: package.display_path(),
-            content,
-            eval,
-            interface,
-        });
-    }
-    let mut index = Index {
+        })
+        .collect();
+    let Some(packages) = packages else {
+        return;
+    };
+    let position: HashMap<&str, u32> = packages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i as u32))
+        .collect();
+    let units: Option<Vec<UnitEntry>> = units
+        .par_iter()
+        .map(|unit| {
+            let assembled = third.outcome(unit.assemble).output?;
+            let path = pack_path(stamp, &unit.label, &unit.target);
+            // The previous pack's Render outputs, by digest.
+            let old = std::fs::read(&path).ok();
+            let known: HashMap<Digest, Arc<[u8]>> = old
+                .as_deref()
+                .and_then(checked_body)
+                .and_then(decode_pack)
+                .map(|pack| {
+                    pack.services
+                        .into_iter()
+                        .map(|s| (s.render, s.rendered))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut services = Vec::with_capacity(unit.services.len());
+            let mut used = BTreeSet::new();
+            for (name, record) in unit.deployment.services.iter().zip(&unit.services) {
+                let resolve = third.outcome(record.resolve).output?;
+                let render = third.outcome(record.render).output?;
+                let rendered = match known.get(&render) {
+                    Some(bytes) => bytes.clone(),
+                    None => third.output(record.render).ok()?,
+                };
+                let indices = record
+                    .packages
+                    .iter()
+                    .map(|p| position.get(p.as_str()).copied())
+                    .collect::<Option<Vec<u32>>>()?;
+                used.extend(indices.iter().copied());
+                services.push(ServiceEntry {
+                    name: name.clone(),
+                    label: record.label.clone(),
+                    packages: indices,
+                    sources: record.sources.clone(),
+                    resolve,
+                    render,
+                    rendered,
+                });
+            }
+            let bytes = encode_pack(&Pack {
+                namespace: unit.deployment.namespace.clone(),
+                base_layer: unit.deployment.base_layer.clone(),
+                services,
+            });
+            let digest = Digest::of(&bytes);
+            // An unchanged pack is not written again.
+            if old.is_none_or(|old| Digest::of(&old) != digest) && !write_atomically(&path, &bytes)
+            {
+                return None;
+            }
+            Some(UnitEntry {
+                label: unit.label.clone(),
+                target: unit.target.clone(),
+                dir: session.target_dir(&unit.label.package, &unit.label.name, &unit.target),
+                assembled,
+                packages: used.into_iter().collect(),
+                pack: digest,
+            })
+        })
+        .collect();
+    let Some(units) = units else {
+        return;
+    };
+    let index = Index {
         started_at_ns,
         packages,
-        units: Vec::new(),
+        units,
     };
-    for unit in units {
-        let Some(assembled) = third.outcome(unit.assemble).output else {
-            return;
-        };
-        let path = pack_path(stamp, &unit.label, &unit.target);
-        // The previous pack's Render outputs, by digest.
-        let known: HashMap<Digest, Arc<[u8]>> = read_pack(&path, None)
-            .map(|pack| {
-                pack.services
-                    .into_iter()
-                    .map(|s| (s.render, s.rendered))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut services = Vec::with_capacity(unit.services.len());
-        let mut used = BTreeSet::new();
-        for (name, record) in unit.deployment.services.iter().zip(&unit.services) {
-            let (Some(resolve), Some(render)) = (
-                third.outcome(record.resolve).output,
-                third.outcome(record.render).output,
-            ) else {
-                return;
-            };
-            let rendered = match known.get(&render) {
-                Some(bytes) => bytes.clone(),
-                None => match third.output(record.render) {
-                    Ok(bytes) => bytes,
-                    Err(_) => return,
-                },
-            };
-            let Some(indices) = record
-                .packages
-                .iter()
-                .map(|p| position.get(p).copied())
-                .collect::<Option<Vec<u32>>>()
-            else {
-                return;
-            };
-            used.extend(indices.iter().copied());
-            services.push(ServiceEntry {
-                name: name.clone(),
-                label: record.label.clone(),
-                packages: indices,
-                sources: record.sources.clone(),
-                resolve,
-                render,
-                rendered,
-            });
-        }
-        let pack = Pack {
-            namespace: unit.deployment.namespace.clone(),
-            base_layer: unit.deployment.base_layer.clone(),
-            services,
-        };
-        let Some(digest) = write_pack(&path, &pack) else {
-            return;
-        };
-        index.units.push(UnitEntry {
-            label: unit.label.clone(),
-            target: unit.target.clone(),
-            dir: session.target_dir(&unit.label.package, &unit.label.name, &unit.target),
-            assembled,
-            packages: used.into_iter().collect(),
-            pack: digest,
-        });
-    }
     write_atomically(&index_path(stamp), &encode_index(&index));
 }
 
@@ -683,11 +686,16 @@ impl Session {
             .iter()
             .map(|(file, _)| file.clone())
             .collect();
-        crate::stamp::record(
+        let stats = inputs
+            .iter()
+            .cloned()
+            .zip(changed.now.iter().copied())
+            .collect();
+        crate::stamp::record_stats(
             stamp,
             started_at_ns,
             &changed.stamp.packages,
-            &inputs,
+            stats,
             &outputs,
             &summary,
         );

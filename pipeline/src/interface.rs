@@ -37,7 +37,7 @@ pub fn interface_of(package: &Package) -> Package {
         deployments: package
             .deployments
             .iter()
-            .map(|(n, d)| (n.clone(), strip_deployment(d)))
+            .map(|(n, d)| (n.clone(), strip_deployment(d).into()))
             .collect(),
     }
 }

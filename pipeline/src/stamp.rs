@@ -117,6 +117,10 @@ pub struct Changed {
     pub(crate) stamp: Stamp,
     /// Indices into `stamp.inputs`.
     pub(crate) changed: Vec<usize>,
+    /// The stat of every input, taken by the check (before anything read
+    /// them): what the next stamp records, so that a file changed since
+    /// shows as changed again.
+    pub(crate) now: Vec<FileStat>,
 }
 
 impl Changed {
@@ -138,17 +142,21 @@ pub fn check(path: &Path, packages: &[String]) -> Check {
         return Check::Unknown;
     }
     let racy_limit = stamp.started_at_ns - 2_000_000_000;
-    // `Some(true)`: changed; `None`: gone.
-    let inputs: Option<Vec<bool>> = stamp
+    // Each input's stat now; `None` when one is gone.
+    let now: Option<Vec<FileStat>> = stamp
         .inputs
         .par_iter()
-        .map(|(file, recorded)| {
-            stat(file).map(|now| now != *recorded || now.mtime_ns >= racy_limit)
-        })
+        .map(|(file, _)| stat(file))
         .collect();
-    let Some(inputs) = inputs else {
+    let Some(now) = now else {
         return Check::Unknown;
     };
+    let inputs: Vec<bool> = stamp
+        .inputs
+        .iter()
+        .zip(&now)
+        .map(|((_, recorded), now)| now != recorded || now.mtime_ns >= racy_limit)
+        .collect();
     let outputs_same = stamp
         .outputs
         .par_iter()
@@ -158,7 +166,11 @@ pub fn check(path: &Path, packages: &[String]) -> Check {
     }
     let changed: Vec<usize> = (0..inputs.len()).filter(|&i| inputs[i]).collect();
     if !changed.is_empty() {
-        return Check::Changed(Changed { stamp, changed });
+        return Check::Changed(Changed {
+            stamp,
+            changed,
+            now,
+        });
     }
     let Some(summary) = stamp.summary() else {
         return Check::Unknown;
@@ -217,6 +229,19 @@ pub fn record(
         let _ = std::fs::remove_file(path);
         return;
     };
+    record_stats(path, started_at_ns, packages, inputs, outputs, summary);
+}
+
+/// `record` with the inputs' stats already taken (before the build read
+/// them: a later change then shows as one).
+pub fn record_stats(
+    path: &Path,
+    started_at_ns: i128,
+    packages: &[String],
+    inputs: Vec<(PathBuf, FileStat)>,
+    outputs: &[(PathBuf, String, Option<FolderState>)],
+    summary: &Summary,
+) {
     let Some(outputs) = outputs
         .par_iter()
         .map(|(dir, assembled, known)| {
