@@ -22,6 +22,12 @@ use super::signals::StopSignals;
 /// A batch is built once no relevant event came for this long: editors
 /// write a file several times per save.
 const QUIET: Duration = Duration::from_millis(50);
+/// A batch that began after a quiet spell, whose last event ended a save
+/// (the file closed after writing, or renamed into place), is built once
+/// nothing came for this long instead: a lone save does not wait `QUIET`.
+/// A burst of saves still ends up in at most two batches: this one, and
+/// the rest, which wait `QUIET` as before.
+const SETTLE: Duration = Duration::from_millis(10);
 /// ...but never later than this after its first event, so that a steady
 /// stream of writes still gets built.
 const MAX_DELAY: Duration = Duration::from_millis(500);
@@ -49,6 +55,21 @@ pub struct FolderWatcher {
     outside: BTreeSet<PathBuf>,
     /// Invariant: exactly `tree ∪ outside`, each watched once.
     watched: BTreeSet<PathBuf>,
+    /// When the last relevant event came, to tell a save after a quiet
+    /// spell from one in a burst.
+    last_event: Option<Instant>,
+}
+
+/// What one event means to a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// Nothing relevant.
+    Nothing,
+    /// A relevant change, perhaps one write of several.
+    Change,
+    /// A relevant file closed after writing or renamed into place: a save
+    /// is complete.
+    SaveDone,
 }
 
 impl FolderWatcher {
@@ -64,6 +85,7 @@ impl FolderWatcher {
             tree: BTreeSet::new(),
             outside: BTreeSet::new(),
             watched: BTreeSet::new(),
+            last_event: None,
         };
         watcher.rewalk_tree()?;
         Ok(watcher)
@@ -114,6 +136,10 @@ impl FolderWatcher {
         let mut batch = Batch::default();
         let mut first: Option<Instant> = None;
         let mut last = Instant::now();
+        // Whether this batch began after a quiet spell, and whether its
+        // last relevant event ended a save.
+        let mut leading = false;
+        let mut save_done = false;
         loop {
             if stop.requested() {
                 return Ok(None);
@@ -121,10 +147,12 @@ impl FolderWatcher {
             let timeout = match first {
                 None => SIGNAL_POLL,
                 Some(first) => {
-                    let quiet_left = QUIET.saturating_sub(last.elapsed());
+                    let quiet = if leading && save_done { SETTLE } else { QUIET };
+                    let quiet_left = quiet.saturating_sub(last.elapsed());
                     let max_left = MAX_DELAY.saturating_sub(first.elapsed());
                     let left = quiet_left.min(max_left);
                     if left.is_zero() {
+                        self.last_event = Some(last);
                         return Ok(Some(batch));
                     }
                     left.min(SIGNAL_POLL)
@@ -132,10 +160,25 @@ impl FolderWatcher {
             };
             match self.events.recv_timeout(timeout) {
                 Ok(event) => {
-                    if self.absorb(event, inputs, &mut batch)? {
-                        first.get_or_insert_with(Instant::now);
-                        last = Instant::now();
+                    let seen = self.absorb(event, inputs, &mut batch)?;
+                    if seen == Seen::Nothing {
+                        continue;
                     }
+                    if seen == Seen::SaveDone && first.is_none() {
+                        // A close with nothing written before it in this
+                        // batch (a build reading with write access, a save
+                        // of the same bytes already built).
+                        continue;
+                    }
+                    let now = Instant::now();
+                    if first.is_none() {
+                        first = Some(now);
+                        leading = self
+                            .last_event
+                            .is_none_or(|previous| now.duration_since(previous) >= QUIET);
+                    }
+                    save_done = seen == Seen::SaveDone;
+                    last = now;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
@@ -145,30 +188,45 @@ impl FolderWatcher {
         }
     }
 
-    /// Adds one event to the batch; true when it was relevant.
+    /// Adds one event to the batch and says what it meant.
     fn absorb(
         &mut self,
         event: notify::Result<notify::Event>,
         inputs: &BTreeSet<PathBuf>,
         batch: &mut Batch,
-    ) -> Result<bool> {
+    ) -> Result<Seen> {
         let event = match event {
             Ok(event) => event,
             Err(error) => {
                 batch.lost = Some(format!("the file watcher failed: {error}"));
-                return Ok(true);
+                return Ok(Seen::Change);
             }
         };
         if event.need_rescan() {
             batch.lost = Some("the file watcher lost events".to_string());
-            return Ok(true);
+            return Ok(Seen::Change);
+        }
+        use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+        let ends_save = matches!(
+            event.kind,
+            notify::EventKind::Access(AccessKind::Close(AccessMode::Write))
+                | notify::EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+        );
+        if ends_save
+            && matches!(event.kind, notify::EventKind::Access(_))
+            && event
+                .paths
+                .iter()
+                .any(|path| !self.filter.is_internal(path) && self.filter.is_relevant(path, inputs))
+        {
+            return Ok(Seen::SaveDone);
         }
         // Reading a file (the build itself reads every input) is no change.
         if matches!(
             event.kind,
             notify::EventKind::Access(_) | notify::EventKind::Other
         ) {
-            return Ok(false);
+            return Ok(Seen::Nothing);
         }
         let mut relevant = false;
         for path in &event.paths {
@@ -210,7 +268,11 @@ impl FolderWatcher {
                 self.sync_watches()?;
             }
         }
-        Ok(relevant)
+        Ok(match (relevant, ends_save) {
+            (false, _) => Seen::Nothing,
+            (true, false) => Seen::Change,
+            (true, true) => Seen::SaveDone,
+        })
     }
 
     /// Brings the notify watches in line with `tree ∪ outside`.
