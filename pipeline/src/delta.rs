@@ -180,6 +180,10 @@ pub(crate) fn record(
         evals,
         interfaces,
     } = packages_stage;
+    // The Eval outputs the previous snapshot of this request kept.
+    let old_evals: Vec<Digest> = read_index(&index_path(stamp))
+        .map(|old| old.packages.into_iter().map(|p| p.eval).collect())
+        .unwrap_or_default();
     forget(stamp);
     if units.iter().any(|u| !u.eligible) {
         return;
@@ -306,7 +310,21 @@ pub(crate) fn record(
         packages,
         units,
     };
-    write_atomically(&index_path(stamp), &encode_index(&index));
+    if write_atomically(&index_path(stamp), &encode_index(&index)) {
+        forget_evals(stamp, old_evals, &index);
+    }
+}
+
+/// Removes the kept Eval outputs of `old` that `index` no longer names,
+/// so that every edit does not leave one behind. Another request's
+/// snapshot may still name one: its next build then takes the full path.
+fn forget_evals(stamp: &Path, old: impl IntoIterator<Item = Digest>, index: &Index) {
+    let kept: std::collections::HashSet<Digest> = index.packages.iter().map(|p| p.eval).collect();
+    for digest in old {
+        if !kept.contains(&digest) {
+            let _ = std::fs::remove_file(eval_path(stamp, &digest));
+        }
+    }
 }
 
 /// A unit the delta run re-assembles.
@@ -375,6 +393,7 @@ impl Session {
         let mut evals: HashMap<usize, Arc<[u8]>> = HashMap::new();
         let mut dirty_packages = BTreeSet::new();
         let mut new_evals = Vec::new();
+        let mut old_evals = Vec::new();
         for &i in &changed_packages {
             // A file touched but not changed (or merely too recent to trust
             // its stat) is compared by content, as the engine's key would.
@@ -401,6 +420,7 @@ impl Session {
                 if Digest::of(&interface) != index.packages[i].interface {
                     return None; // the plan may differ
                 }
+                old_evals.push(index.packages[i].eval);
                 index.packages[i].eval = digest;
                 new_evals.push((digest, eval.clone()));
                 dirty_packages.insert(i as u32);
@@ -638,8 +658,8 @@ impl Session {
             }
         }
         index.started_at_ns = started_at_ns;
-        if written {
-            write_atomically(&index_path(stamp), &encode_index(&index));
+        if written && write_atomically(&index_path(stamp), &encode_index(&index)) {
+            forget_evals(stamp, old_evals, &index);
         }
 
         // Counts: every task of the last build, as cached, but those run.

@@ -214,7 +214,6 @@ impl Session {
             crate::stamp::Check::Unknown => {}
         }
         crate::stamp::forget(&stamp);
-        crate::delta::forget(&stamp);
         let mut engine = Engine::new(
             self.cache()?.clone(),
             EngineConfig {

@@ -251,3 +251,29 @@ fn cache_gc_removes_snapshots() {
     assert_eq!(summary["strategy"], "full", "{summary}");
     assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
 }
+
+#[test]
+fn kept_eval_outputs_do_not_pile_up_with_edits() {
+    let ws = workspace();
+    ws.build_json(&args());
+    let evals = ws.root.join(".n2d/stamps/evals");
+    let count = || std::fs::read_dir(&evals).unwrap().count();
+    let after_first = count();
+    for i in 0..5 {
+        ws.write("one/n2d.toml", &package("one", &format!("v{i}"), ""));
+        let summary = ws.build_json(&args());
+        assert_eq!(summary["strategy"], "delta", "{summary}");
+    }
+    assert_eq!(count(), after_first, "one kept Eval output per package");
+    // The full path too replaces what it no longer needs.
+    ws.write(
+        "one/n2d.toml",
+        &format!(
+            "{}\n[services.one-c]\ncommand = [\"/bin/true\"]\n",
+            package("one", "1", "")
+        ),
+    );
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["strategy"], "full", "{summary}");
+    assert_eq!(count(), after_first, "one kept Eval output per package");
+}
