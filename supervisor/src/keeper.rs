@@ -38,8 +38,32 @@ use crate::Error;
 pub(crate) struct LaunchPlan {
     program: CString,
     argv: Vec<CString>,
-    envp: Vec<CString>,
+    /// Added to the [`Inherited`] environment.
+    extra_env: Vec<CString>,
     dir: CString,
+}
+
+/// The supervisor's environment as every service inherits it, copied once
+/// per run (not once per spawn: a thousand copies of a large environment
+/// would be most of the supervisor's heap), less the variables that each
+/// service gets its own value of.
+pub(crate) struct Inherited(Vec<CString>);
+
+impl Inherited {
+    pub(crate) fn capture(overridden: &[&str]) -> Inherited {
+        Inherited(
+            std::env::vars_os()
+                .filter(|(key, _)| !overridden.iter().any(|k| OsStr::new(k) == key))
+                .filter_map(|(key, value)| {
+                    let mut pair: OsString = key;
+                    pair.push("=");
+                    pair.push(value);
+                    // The environment holds C strings: never a NUL.
+                    CString::new(pair.into_vec()).ok()
+                })
+                .collect(),
+        )
+    }
 }
 
 /// A running keeper as the supervisor sees it.
@@ -59,7 +83,8 @@ pub(crate) struct KeeperPipes {
 
 impl LaunchPlan {
     /// Resolves the program (relative to `dir` when it holds a `/`, else on
-    /// `PATH`) and builds the C strings; `extra_env` is added to our own environment.
+    /// `PATH`) and builds the C strings; `extra_env` is added to the
+    /// [`Inherited`] environment, which must leave out its keys.
     pub(crate) fn new(
         dir: &Path,
         command: &[String],
@@ -72,23 +97,14 @@ impl LaunchPlan {
             .iter()
             .map(|arg| c(arg.as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut envp = Vec::new();
-        for (key, value) in std::env::vars_os() {
-            if extra_env.iter().any(|(k, _)| OsStr::new(k) == key) {
-                continue;
-            }
-            let mut pair: OsString = key;
-            pair.push("=");
-            pair.push(value);
-            envp.push(c(&pair.into_vec())?);
-        }
-        for (key, value) in extra_env {
-            envp.push(c(format!("{key}={value}").as_bytes())?);
-        }
+        let extra_env = extra_env
+            .iter()
+            .map(|(key, value)| c(format!("{key}={value}").as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(LaunchPlan {
             program: c(program.as_os_str().as_bytes())?,
             argv,
-            envp,
+            extra_env,
             dir: c(dir.as_os_str().as_bytes())?,
         })
     }
@@ -96,7 +112,10 @@ impl LaunchPlan {
 
 impl Keeper {
     /// Forks the keeper, which forks and `exec`s the service.
-    pub(crate) fn spawn(plan: &LaunchPlan) -> Result<(Keeper, KeeperPipes), Error> {
+    pub(crate) fn spawn(
+        plan: &LaunchPlan,
+        inherited: &Inherited,
+    ) -> Result<(Keeper, KeeperPipes), Error> {
         let (command_read, command_write) = pipe()?;
         let (report_read, report_write) = pipe()?;
         let (log_read, log_write) = pipe()?;
@@ -109,7 +128,10 @@ impl Keeper {
             .map_err(|source| Error::io("open", "/dev/null", source))?;
         let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
-        let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|e| e.as_ptr()).collect();
+        let mut envp: Vec<*const libc::c_char> = (inherited.0.iter())
+            .chain(&plan.extra_env)
+            .map(|e| e.as_ptr())
+            .collect();
         envp.push(std::ptr::null());
         let fds = KeeperFds {
             command: command_read.as_raw_fd(),

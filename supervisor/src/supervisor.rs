@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::control::{ControlServer, Incoming, Reply, Request};
-use crate::keeper::{Keeper, KeeperPipes, LaunchPlan};
+use crate::keeper::{Inherited, Keeper, KeeperPipes, LaunchPlan};
 use crate::logs::{Drained, LogOutput, LogPipe, LogSource, LogStyle};
 use crate::probe::{AfterFailure, ProbePool, Schedule};
 use crate::reactor::{self, Interest, Reactor, ReadOutcome, Token};
@@ -254,6 +254,8 @@ const RESET_AFTER: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Exit code of an instance that could not be started at all.
 const CANNOT_START: i32 = 127;
+/// The variables each instance gets its own value of.
+const INSTANCE_VARIABLES: [&str; 2] = ["N2D_SERVICE", "N2D_INSTANCE"];
 
 struct RunState {
     dir: PathBuf,
@@ -264,6 +266,7 @@ struct RunState {
     control: ControlServer,
     reactor: Reactor,
     probes: ProbePool,
+    environment: Inherited,
     /// Log pipes by spawn number. A pipe outlives its instance's exit until
     /// end of file, which a process that escaped the group may delay.
     readers: HashMap<u64, LogPipe>,
@@ -350,6 +353,7 @@ impl RunState {
             control,
             reactor,
             probes,
+            environment: Inherited::capture(&INSTANCE_VARIABLES),
             readers: HashMap::new(),
             scratch: Vec::new(),
             next_spawn: 0,
@@ -890,12 +894,14 @@ impl RunState {
             &self.dir,
             &service.spec.command,
             &[
-                ("N2D_SERVICE", &service.spec.name),
-                ("N2D_INSTANCE", &instance.name),
+                (INSTANCE_VARIABLES[0], &service.spec.name),
+                (INSTANCE_VARIABLES[1], &instance.name),
             ],
         );
         let spawned = plan
-            .and_then(|plan| Keeper::spawn(&plan).map_err(|error| error.to_string()))
+            .and_then(|plan| {
+                Keeper::spawn(&plan, &self.environment).map_err(|error| error.to_string())
+            })
             .and_then(|(keeper, KeeperPipes { report, log })| {
                 let registered = self
                     .reactor
