@@ -3,12 +3,14 @@
 //! their results and maps them to exit codes: 0 ok, 1 the definitions or a
 //! task failed, 2 usage.
 //!
-//! One hidden mode bypasses all of that: `n2d __supervise DIR` runs the
-//! built-in supervisor on a procfile target folder ([`supervisor_command`]).
-//! `n2d up` execs it in place after its build, and `n2d watch` starts it as
-//! a child, so that the process that supervises is a fresh image of this
-//! binary that never ran a build: none of the build's heap, threads or
-//! code pages are in its footprint, and forking a service from it is cheap.
+//! The built-in supervisor runs in a process of its own image: `n2d up`
+//! execs it in place after its build, and `n2d watch` starts it as a child
+//! ([`supervisor_command`]), so that the process that supervises never ran
+//! a build: none of the build's heap, threads or code pages are in its
+//! footprint, and forking a service from it is cheap. That image is the
+//! small `n2d-supervise` executable installed next to this one; when it is
+//! missing, this binary's hidden mode `n2d __supervise DIR` (recognised
+//! before clap parses) runs the same supervisor.
 mod cli;
 mod commands;
 mod progress;
@@ -21,8 +23,10 @@ use std::process::{Command, ExitCode};
 
 use clap::Parser;
 
-/// The first argument of the hidden supervise mode.
-const SUPERVISE_MODE: &str = "__supervise";
+use n2d_supervisor::command_line::SUPERVISE_MODE;
+
+/// The supervisor executable, next to this one.
+const SUPERVISE_EXECUTABLE: &str = "n2d-supervise";
 
 fn main() -> ExitCode {
     // Before clap: the supervisor's image must not touch the CLI's code.
@@ -61,13 +65,29 @@ pub enum WhenIdle {
 }
 
 /// The command that runs the built-in supervisor on the procfile target
-/// folder `dir` in the hidden mode of this very binary. `/proc/self/exe`
-/// rather than the path we were started as: it is still this binary when
-/// that path was replaced by a rebuild meanwhile.
+/// folder `dir`: `n2d-supervise` next to this executable, told which
+/// supervisor build this `n2d` has and where to fall back to when it has
+/// another (`n2d_supervisor::command_line`). Without it, this very binary's
+/// hidden mode: `/proc/self/exe` rather than the path we were started as,
+/// which a rebuild may have replaced meanwhile.
 pub fn supervisor_command(dir: &Path, timestamps: bool, when_idle: WhenIdle) -> Command {
-    let mut command = Command::new("/proc/self/exe");
-    command.arg0(std::env::args_os().next().unwrap_or_else(|| "n2d".into()));
-    command.arg(SUPERVISE_MODE);
+    let mut command = match supervise_executable() {
+        Some((executable, n2d)) => {
+            let mut command = Command::new(executable);
+            command
+                .arg("--build")
+                .arg(n2d_supervisor::command_line::BUILD)
+                .arg("--fallback")
+                .arg(n2d);
+            command
+        }
+        None => {
+            let mut command = Command::new("/proc/self/exe");
+            command.arg0(std::env::args_os().next().unwrap_or_else(|| "n2d".into()));
+            command.arg(SUPERVISE_MODE);
+            command
+        }
+    };
     if timestamps {
         command.arg("--timestamps");
     }
@@ -78,43 +98,17 @@ pub fn supervisor_command(dir: &Path, timestamps: bool, when_idle: WhenIdle) -> 
     command
 }
 
+/// `n2d-supervise` in this executable's folder, and this executable.
+fn supervise_executable() -> Option<(PathBuf, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let n2d = std::env::current_exe().ok()?;
+    let executable = n2d.parent()?.join(SUPERVISE_EXECUTABLE);
+    let metadata = executable.metadata().ok()?;
+    (metadata.is_file() && metadata.permissions().mode() & 0o111 != 0).then_some((executable, n2d))
+}
+
 /// `n2d __supervise [--timestamps] [--stay] -- DIR`: supervises until the
 /// run ends, prints its one-line summary and exits with its status.
 fn supervise(arguments: Vec<OsString>) -> ExitCode {
-    let mut options = n2d_supervisor::Options::from_env();
-    let mut dir: Option<PathBuf> = None;
-    let mut rest = arguments.into_iter();
-    while let Some(argument) = rest.next() {
-        match argument.to_str() {
-            Some("--timestamps") => options.timestamps = true,
-            Some("--stay") => options.stay_when_idle = true,
-            Some("--") => dir = rest.next().map(PathBuf::from),
-            _ => {
-                eprintln!("error: unexpected argument {argument:?} to {SUPERVISE_MODE}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let Some(dir) = dir else {
-        eprintln!("error: {SUPERVISE_MODE} needs a target folder");
-        return ExitCode::from(2);
-    };
-    match n2d_supervisor::run(&dir, options) {
-        Ok(outcome) => {
-            if !outcome.summary.is_empty() {
-                eprintln!("{}", outcome.summary);
-            }
-            ExitCode::from(outcome.code.clamp(0, 255) as u8)
-        }
-        Err(error) => {
-            let mut message = format!("error: {error}");
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                message.push_str(&format!("\ncaused by: {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{message}");
-            ExitCode::from(1)
-        }
-    }
+    ExitCode::from(n2d_supervisor::command_line::main(arguments))
 }

@@ -1,5 +1,6 @@
-//! The built-in supervisor as the watch loop's child process: `n2d
-//! __supervise --stay` on the procfile folder, driven over its control
+//! The built-in supervisor as the watch loop's child process:
+//! `n2d-supervise --stay` on the procfile folder (or `n2d __supervise
+//! --stay`, see [`crate::supervisor_command`]), driven over its control
 //! socket (`reload dependants` applies a build, `stop` ends it).
 //!
 //! A child rather than a thread of the watch process: forking a keeper for

@@ -11,15 +11,16 @@ for the procfile target, then measures, in one run, for both:
      multiplexer to a file, with every line counted (none may be lost);
   3. memory, sampled while the N services run, of the process that
      supervises: for n2d the very process `n2d up` started, which has exec'd
-     itself into `n2d __supervise` after its build (checked), for honcho its
-     master process. Peak RSS (VmHWM), its private part (RssAnon: what it
-     does not share with the page cache), PSS (shared pages divided among
-     the processes sharing them), and the summed PSS of its helper processes
-     (n2d's keepers, honcho's per-process forks).
+     the `n2d-supervise` executable after its build (its /proc/PID/exe is
+     printed), for honcho its master process. Peak RSS (VmHWM), its private
+     part (RssAnon: what it does not share with the page cache), PSS
+     (shared pages divided among the processes sharing them), and the
+     summed PSS of its helper processes (n2d's keepers, honcho's
+     per-process forks).
 honcho runs the Procfile n2d rendered, so both run the same entrypoints.
 
 Usage: supervisor/bench/supervisor_vs_honcho.py [--lines L] [--services N] [--rounds R]
-Builds n2d in release mode into $CARGO_TARGET_DIR (default
+Builds n2d and n2d-supervise in release mode into $CARGO_TARGET_DIR (default
 /work/target-supervisor). Needs honcho on PATH. With --rounds R > 1 the
 kinds alternate R times and each figure is the median.
 """
@@ -43,7 +44,8 @@ N2D = os.environ.get("N2D_BIN", os.path.join(TARGET_DIR, "release", "n2d"))
 def build():
     if "N2D_BIN" in os.environ:
         return
-    subprocess.run(["cargo", "build", "--release", "--bin", "n2d"], cwd=ROOT, check=True,
+    subprocess.run(["cargo", "build", "--release", "--bin", "n2d", "--bin", "n2d-supervise"],
+                   cwd=ROOT, check=True,
                    env=dict(os.environ, CARGO_TARGET_DIR=TARGET_DIR))
 
 
@@ -120,10 +122,8 @@ def bench_start(kind, root, count):
             time.sleep(0.001)
         elapsed = time.monotonic() - started
         time.sleep(0.5)  # let the supervisor settle before sampling memory
-        with open(f"/proc/{process.pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
         sample = dict(
-            handover=argv[1] == b"__supervise",
+            exe=os.path.basename(os.readlink(f"/proc/{process.pid}/exe")),
             hwm=status_kb(process.pid, "VmHWM"),
             anon=status_kb(process.pid, "RssAnon"),
             file=status_kb(process.pid, "RssFile"),
@@ -181,8 +181,11 @@ def main():
     for kind, samples in runs.items():
         if samples:
             results[kind] = {key: (statistics.median(s[key] for s in samples)
-                                   if not isinstance(samples[0][key], bool)
-                                   else all(s[key] for s in samples))
+                                   if isinstance(samples[0][key], (int, float))
+                                   and not isinstance(samples[0][key], bool)
+                                   else all(s[key] for s in samples)
+                                   if isinstance(samples[0][key], bool)
+                                   else ",".join(sorted({s[key] for s in samples})))
                              for key in samples[0]}
     print(json.dumps(results))
     if len(results) < 2:
@@ -204,8 +207,7 @@ def main():
     for kind, r in results.items():
         lost = args.lines - r["arrived"]
         if kind == "n2d":
-            print("n2d: the measured process is " + ("`n2d up` exec'd into `n2d __supervise`"
-                  if r["handover"] else "`n2d up` itself, supervising in-process"))
+            print(f"n2d: the measured process is `n2d up` exec'd into {r['exe']}")
         print(f"{kind}: {r['threads']:.0f} threads, {r['helpers']:.0f} helper processes; "
               f"{r['arrived']:.0f} of {args.lines} lines arrived ({lost:.0f} lost), "
               f"in order: {r['in_order']}")

@@ -10,6 +10,7 @@
 //! - `keeper`: how one instance is started, so that nothing survives the run.
 //! - `probe`: readiness probe attempts and their schedule.
 //! - `logs`: whole-line log multiplexing to stdout and `logs/<instance>.log`.
+//! - [`command_line`]: the supervisor as a process (`n2d-supervise DIR`).
 //! - `control`: the `supervisor.sock` control socket and its [`client`]; the
 //!   watch loop applies a new build with [`client::reload`].
 //! - `signals`: SIGINT/SIGTERM/SIGHUP as bytes on a pipe the loop reads.
@@ -34,6 +35,7 @@
 //! block for up to their timeout) run on at most four helper threads,
 //! started when the first probe is due and joined at the end of the run.
 
+pub mod command_line;
 mod control;
 mod error;
 mod keeper;

@@ -109,3 +109,27 @@ pub fn skopeo_inspect(layout: &Path, tag: &str) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("skopeo prints JSON")
 }
+
+/// The executable a process runs, by file name ("" once it is gone).
+pub fn executable(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_default()
+}
+
+/// The child processes of `pid`, of all its threads.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|pid| pid.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}

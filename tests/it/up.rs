@@ -1,11 +1,13 @@
 //! `n2d up` with the built-in supervisor: after its build the `n2d up`
-//! process execs itself into the supervisor's own image (same pid, so
-//! signals and the terminal still reach it), which runs one thread, stops
+//! process execs the small `n2d-supervise` executable next to it (same pid,
+//! so signals and the terminal still reach it), which runs one thread, stops
 //! every service on SIGTERM, and exits with the run's status and summary.
-use std::process::{Command, Stdio};
+//! An `n2d-supervise` of another build hands over to `n2d __supervise`.
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::TestWorkspace;
+use crate::support::{executable, TestWorkspace};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -28,40 +30,83 @@ fn proc_file(pid: u32, file: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default()
 }
 
-#[test]
-fn up_becomes_the_supervisor_and_stops_every_service_on_sigterm() {
-    let marks = tempfile::tempdir().unwrap();
+fn cmdline(pid: u32) -> Vec<String> {
+    proc_file(pid, "cmdline")
+        .split_terminator('\0')
+        .map(str::to_string)
+        .collect()
+}
+
+/// Three services that each write their pid to a file in `marks`.
+fn three_services(marks: &Path) -> TestWorkspace {
     let mut text = String::new();
-    for name in ["a", "b", "c"] {
+    for name in SERVICES {
         text.push_str(&format!(
             "[services.{name}]\ncommand = [\"/bin/sh\", \"-c\", \"echo $$ > {}/{name}; exec sleep 1000\"]\n\n",
-            marks.path().display()
+            marks.display()
         ));
     }
     text.push_str("[deployments.dev]\nservices = [\":a\", \":b\", \":c\"]\n");
-    let ws = workspace(&text);
-    let mut up = Command::new(env!("CARGO_BIN_EXE_n2d"))
-        .current_dir(&ws.root)
-        .args(["up", "//app:dev"])
+    workspace(&text)
+}
+
+const SERVICES: [&str; 3] = ["a", "b", "c"];
+
+fn read_pid(marks: &Path, name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(marks.join(name)).ok()?;
+    text.strip_suffix('\n')?.parse().ok()
+}
+
+/// Starts `command` (which supervises the three services), waits until they
+/// all run, and returns it.
+fn start_supervising(mut command: Command, marks: &Path) -> Child {
+    let child = command
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pid = up.id();
-    let read_pid = |name: &str| -> Option<u32> {
-        let text = std::fs::read_to_string(marks.path().join(name)).ok()?;
-        text.strip_suffix('\n')?.parse().ok()
-    };
     wait_until("every service to start", || {
-        ["a", "b", "c"].iter().all(|n| read_pid(n).is_some())
+        SERVICES.iter().all(|n| read_pid(marks, n).is_some())
     });
-    let cmdline: Vec<String> = proc_file(pid, "cmdline")
-        .split_terminator('\0')
-        .map(str::to_string)
-        .collect();
-    assert_eq!(cmdline[1], "__supervise", "{cmdline:?}");
+    child
+}
+
+/// SIGTERMs the supervisor, which must exit well and leave no service behind.
+fn stop_supervising(mut child: Child, marks: &Path) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    for name in SERVICES {
+        let service = read_pid(marks, name).unwrap();
+        let stat = proc_file(service, "stat");
+        assert!(
+            stat.is_empty() || stat.contains(") Z"),
+            "{name} outlived the supervisor: {stat}"
+        );
+    }
+}
+
+fn up_command(n2d: &Path, ws: &TestWorkspace) -> Command {
+    let mut command = Command::new(n2d);
+    command.current_dir(&ws.root).args(["up", "//app:dev"]);
+    command
+}
+
+#[test]
+fn up_becomes_the_supervisor_and_stops_every_service_on_sigterm() {
+    let marks = tempfile::tempdir().unwrap();
+    let ws = three_services(marks.path());
+    let up = start_supervising(
+        up_command(Path::new(env!("CARGO_BIN_EXE_n2d")), &ws),
+        marks.path(),
+    );
+    let pid = up.id();
+    // The small executable, not the `n2d __supervise` fallback.
+    assert_eq!(executable(pid), "n2d-supervise");
+    let cmdline = cmdline(pid);
     assert!(
         cmdline.last().is_some_and(|dir| dir.ends_with("procfile")),
         "{cmdline:?}"
@@ -71,18 +116,47 @@ fn up_becomes_the_supervisor_and_stops_every_service_on_sigterm() {
         "the supervisor runs one thread:\n{}",
         proc_file(pid, "status")
     );
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let status = up.wait().unwrap();
-    assert!(status.success(), "{status}");
-    for name in ["a", "b", "c"] {
-        let service = read_pid(name).unwrap();
-        let stat = proc_file(service, "stat");
-        assert!(
-            stat.is_empty() || stat.contains(") Z"),
-            "{name} outlived n2d up: {stat}"
-        );
-    }
+    stop_supervising(up, marks.path());
+}
+
+#[test]
+fn without_the_supervise_executable_up_supervises_in_its_own_hidden_mode() {
+    let marks = tempfile::tempdir().unwrap();
+    let ws = three_services(marks.path());
+    // `n2d` alone in a folder: linked (or copied) there, so that the
+    // executable's folder has no `n2d-supervise`.
+    let alone = tempfile::tempdir().unwrap();
+    let n2d = alone.path().join("n2d");
+    std::fs::hard_link(env!("CARGO_BIN_EXE_n2d"), &n2d)
+        .or_else(|_| std::fs::copy(env!("CARGO_BIN_EXE_n2d"), &n2d).map(drop))
+        .unwrap();
+    let up = start_supervising(up_command(&n2d, &ws), marks.path());
+    let pid = up.id();
+    assert_eq!(executable(pid), "n2d");
+    assert_eq!(cmdline(pid)[1], "__supervise");
+    stop_supervising(up, marks.path());
+}
+
+#[test]
+fn a_supervise_executable_of_another_build_hands_over_to_n2d() {
+    let marks = tempfile::tempdir().unwrap();
+    let ws = three_services(marks.path());
+    assert!(ws.n2d(&["build", "//app:dev"]).status.success());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_n2d-supervise"));
+    command
+        .args([
+            "--build",
+            "another",
+            "--fallback",
+            env!("CARGO_BIN_EXE_n2d"),
+        ])
+        .arg("--")
+        .arg(ws.root.join("n2d-out/app/dev/procfile"));
+    let supervisor = start_supervising(command, marks.path());
+    let pid = supervisor.id();
+    assert_eq!(executable(pid), "n2d");
+    assert_eq!(cmdline(pid)[1], "__supervise");
+    stop_supervising(supervisor, marks.path());
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::support::TestWorkspace;
+use crate::support::{children, executable, TestWorkspace};
 
 /// Long enough for a debug build on a busy machine; only a failing test
 /// waits this long.
@@ -215,6 +215,12 @@ fn killing_the_watch_leaves_no_service_behind() {
     let t = Deployment::new(&[("a", "1"), ("b", "1")]);
     let mut watch = t.watch();
     let before = t.wait_all_started(&watch);
+    // The supervisor child is the small executable installed next to `n2d`.
+    let supervisors: Vec<String> = children(watch.child.id())
+        .into_iter()
+        .map(executable)
+        .collect();
+    assert_eq!(supervisors, ["n2d-supervise"]);
     // SIGKILL: no handler runs; the supervisor child dies with the watch
     // (parent-death signal) and its keepers then kill the services.
     watch.child.kill().unwrap();

@@ -7,9 +7,10 @@ use crate::{depends, Target};
 /// Runs `target` and returns (exit code, summary line from stderr).
 fn check(target: &Target) -> (i32, String) {
     let (status, _, stderr) = target.run();
+    // The summary is the supervisor's last word.
     let summary = stderr
         .lines()
-        .find_map(|l| l.strip_prefix("n2d-supervise: "))
+        .last()
         .unwrap_or_else(|| panic!("no summary in {stderr:?}"))
         .to_owned();
     (status.code().expect("exited, not killed"), summary)

@@ -1,6 +1,7 @@
 //! Integration tests of the built-in supervisor, one file per behaviour. The
-//! supervisor runs as its own process (`n2d-supervise`) on a temporary
-//! procfile target folder holding a `launch.json` and tiny `bin/<svc>` scripts.
+//! supervisor runs as its own process (`n2d-supervise-test`: the entry of
+//! `n2d-supervise`) on a temporary procfile target folder holding a
+//! `launch.json` and tiny `bin/<svc>` scripts.
 
 mod control_socket;
 mod exit_status;
@@ -86,12 +87,12 @@ impl Target {
         .expect("write launch.json");
     }
 
-    /// Writes the spec and starts `n2d-supervise` with stdout into `stdout.log`.
+    /// Writes the spec and starts `n2d-supervise-test` with stdout into `stdout.log`.
     pub fn start(&self) -> Running {
         self.write_spec();
         let stdout = File::create(self.path().join("stdout.log")).expect("create stdout.log");
         let stderr = File::create(self.path().join("stderr.log")).expect("create stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_n2d-supervise"))
+        let child = Command::new(env!("CARGO_BIN_EXE_n2d-supervise-test"))
             .arg(self.path())
             .env("N2D_TEST_MARKER", &self.marker)
             .env_remove("NO_COLOR")
@@ -99,7 +100,7 @@ impl Target {
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
-            .expect("start n2d-supervise");
+            .expect("start n2d-supervise-test");
         Running {
             child,
             dir: self.path().to_path_buf(),
