@@ -37,13 +37,7 @@ pub fn run_detached(task: &dyn Task, dependencies: &[Arc<[u8]>]) -> Result<Vec<u
     match catch_unwind(AssertUnwindSafe(|| task.run(&context))) {
         Ok(Ok(output)) => Ok(output),
         Ok(Err(error)) => Err(TaskError::Run(error)),
-        Err(panic) => Err(TaskError::Panicked {
-            message: panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into()),
-        }),
+        Err(panic) => Err(crate::scheduler::panicked(panic)),
     }
 }
 

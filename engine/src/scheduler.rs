@@ -650,7 +650,7 @@ fn first_duplicate<'a>(mut sorted: impl Iterator<Item = &'a String>) -> Option<&
     None
 }
 
-fn panicked(panic: Box<dyn std::any::Any + Send>) -> TaskError {
+pub(crate) fn panicked(panic: Box<dyn std::any::Any + Send>) -> TaskError {
     let message = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

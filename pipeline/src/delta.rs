@@ -625,11 +625,7 @@ impl Session {
             let files: Vec<OutputFile> = crate::codec::decode_artifacts(bytes)
                 .ok()?
                 .into_iter()
-                .map(|a| OutputFile {
-                    path: a.path,
-                    bytes: a.bytes,
-                    mode: a.mode,
-                })
+                .map(OutputFile::from)
                 .collect();
             *counts.entry("materialize").or_default() += 1;
             // A folder that cannot be written: the full path reports it.

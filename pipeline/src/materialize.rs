@@ -41,6 +41,16 @@ pub struct OutputFile {
     pub mode: u32,
 }
 
+impl From<n2d_rules::Artifact> for OutputFile {
+    fn from(artifact: n2d_rules::Artifact) -> OutputFile {
+        OutputFile {
+            path: artifact.path,
+            bytes: artifact.bytes,
+            mode: artifact.mode,
+        }
+    }
+}
+
 /// What materialization changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {

@@ -516,14 +516,7 @@ impl Task for MaterializeTask {
     }
     fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
         let artifacts = codec::decode_artifacts(context.dependency(0))?;
-        let files: Vec<OutputFile> = artifacts
-            .into_iter()
-            .map(|a| OutputFile {
-                path: a.path,
-                bytes: a.bytes,
-                mode: a.mode,
-            })
-            .collect();
+        let files: Vec<OutputFile> = artifacts.into_iter().map(OutputFile::from).collect();
         materialize::materialize(&self.dir, &files, &self.assembled)?;
         let mut listing = String::new();
         for file in &files {
