@@ -277,3 +277,49 @@ fn kept_eval_outputs_do_not_pile_up_with_edits() {
     assert_eq!(summary["strategy"], "full", "{summary}");
     assert_eq!(count(), after_first, "one kept Eval output per package");
 }
+
+#[test]
+fn delta_builds_killed_at_any_point_then_rerun_equal_a_clean_build() {
+    let ws = workspace();
+    let first = ws.build_json(&args());
+    assert_eq!(first["ok"], true, "{first}");
+    let mut all = vec!["build"];
+    all.extend(args());
+    // Each round edits a service, then kills the build after a growing
+    // delay, so that kills land before, during and after the delta path's
+    // writes (materialization, snapshot, stamp); some rounds finish.
+    let mut strategies = std::collections::BTreeSet::new();
+    for (round, delay_ms) in [0u64, 1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 3000, 3000]
+        .into_iter()
+        .enumerate()
+    {
+        ws.write("one/n2d.toml", &package("one", &format!("r{round}"), ""));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_n2d"))
+            .current_dir(&ws.root)
+            .args(&all)
+            .arg("--json")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        if let Some(last) = String::from_utf8_lossy(&out.stdout).lines().last() {
+            let summary: serde_json::Value = serde_json::from_str(last).unwrap();
+            strategies.insert(summary["strategy"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(
+        strategies.contains("delta"),
+        "no round finished by the delta path: {strategies:?}"
+    );
+    let after = ws.build_json(&args());
+    assert_eq!(after["ok"], true, "{after}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+    // And the path the next edit takes builds the right files too.
+    ws.write("one/n2d.toml", &package("one", "last", ""));
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+}
