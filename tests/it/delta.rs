@@ -302,7 +302,11 @@ fn delta_builds_killed_at_any_point_then_rerun_equal_a_clean_build() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        // Kill at the delay, unless the build finished before it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(delay_ms);
+        while std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
         let _ = child.kill();
         let out = child.wait_with_output().unwrap();
         if let Some(last) = String::from_utf8_lossy(&out.stdout).lines().last() {
