@@ -7,18 +7,21 @@
 //! own, per service the packages its Resolve reads, its sources, the
 //! Resolve and Render output digests and the Render output itself.
 //!
-//! When the stamp check finds that only module files changed
-//! (`stamp::Check::Changed`), the build re-runs, with the same task
-//! structs as the graph (`n2d_engine::run_detached`): Parse and Eval of
-//! each changed file (a digest equal to the snapshot's stops there: a
-//! comment edit), its Interface (a different digest means the plan may
+//! When the stamp check finds that only module files and files Renders
+//! read (`files.*.source`) changed (`stamp::Check::Changed`), the build
+//! re-runs, with the same task structs as the graph
+//! (`n2d_engine::run_detached`): Parse and Eval of each changed module
+//! file whose content differs (an Eval digest equal to the snapshot's
+//! stops there), its Interface (a different digest means the plan may
 //! differ: full build), then the Resolve of each service that reads a
-//! changed package, the Render of each whose Resolve output changed, and
-//! the Assemble of each unit with a changed Render, over the pack's other
-//! Render outputs. Folders whose assembled digest changed are materialized.
+//! changed package, the Render of each whose Resolve output or source
+//! changed, and the Assemble of each unit with a changed Render, over the
+//! pack's other Render outputs. Folders whose assembled digest changed
+//! are materialized.
 //!
 //! Anything else takes the full path, which is always right: another kind
-//! of input changed, a Nix package is involved, an image target (its
+//! of input changed (a `watch` path, a file a Nix module reads), a Nix
+//! package is involved, an image target (its
 //! layers are tasks the snapshot does not hold), a task failed (the full
 //! path reports it properly), a snapshot that is missing, damaged or not
 //! the stamp's, an Eval that does not reproduce the snapshot's digest.
@@ -49,7 +52,7 @@ use crate::tasks::{
 
 const INDEX_MAGIC: &[u8; 8] = b"n2ddelta";
 const PACK_MAGIC: &[u8; 8] = b"n2dpack1";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// No file's content has this digest (it is no blake3 output anyone found).
 const UNKNOWN: Digest = Digest([0; 32]);
@@ -81,6 +84,8 @@ struct UnitEntry {
     assembled: Digest,
     /// Indices of the packages any of its services reads, sorted.
     packages: Vec<u32>,
+    /// The sources any of its Renders reads (workspace-relative), sorted.
+    sources: Vec<String>,
     /// The digest of its pack file.
     pack: Digest,
 }
@@ -258,6 +263,7 @@ pub(crate) fn record(
                 .unwrap_or_default();
             let mut services = Vec::with_capacity(unit.services.len());
             let mut used = BTreeSet::new();
+            let mut read = BTreeSet::new();
             for (name, record) in unit.deployment.services.iter().zip(&unit.services) {
                 let resolve = third.outcome(record.resolve).output?;
                 let render = third.outcome(record.render).output?;
@@ -271,6 +277,7 @@ pub(crate) fn record(
                     .map(|p| position.get(p.as_str()).copied())
                     .collect::<Option<Vec<u32>>>()?;
                 used.extend(indices.iter().copied());
+                read.extend(record.sources.iter().cloned());
                 services.push(ServiceEntry {
                     name: name.clone(),
                     label: record.label.clone(),
@@ -298,6 +305,7 @@ pub(crate) fn record(
                 dir: session.target_dir(&unit.label.package, &unit.label.name, &unit.target),
                 assembled,
                 packages: used.into_iter().collect(),
+                sources: read.into_iter().collect(),
                 pack: digest,
             })
         })
@@ -363,19 +371,32 @@ impl Session {
             .enumerate()
             .map(|(i, p)| (root.join(&p.path), i))
             .collect();
+        // Sources Renders read, by absolute path.
+        let sources: HashMap<PathBuf, &str> = index
+            .units
+            .iter()
+            .flat_map(|unit| &unit.sources)
+            .map(|source| (root.join(source), source.as_str()))
+            .collect();
         let workspace_file = root.join(n2d_modules::workspace::WORKSPACE_FILE);
         let mut changed_packages = Vec::new();
+        let mut changed_sources: BTreeSet<&str> = BTreeSet::new();
         for file in changed.files() {
             // Everything the workspace file says is in the stamp's key: a
             // change the key did not see (a comment) changes nothing.
             if file == workspace_file {
                 continue;
             }
-            let &i = by_path.get(file)?;
-            if self.workspace.packages[i].format == Format::Nix {
-                return None;
+            if let Some(&i) = by_path.get(file) {
+                if self.workspace.packages[i].format == Format::Nix {
+                    return None;
+                }
+                changed_packages.push(i);
+            } else {
+                // A file a Render reads (`files.*.source`): its Renders run
+                // again. Anything else (a `watch` path, a Nix file): full.
+                changed_sources.insert(sources.get(file)?);
             }
-            changed_packages.push(i);
         }
 
         // Tasks that ran, for `--explain`: Parse, Eval and Interface ran
@@ -437,7 +458,12 @@ impl Session {
         let mut dirty_units = Vec::new();
         let mut warnings = Vec::new();
         for (u, unit) in index.units.iter().enumerate() {
-            if !unit.packages.iter().any(|p| dirty_packages.contains(p)) {
+            if !unit.packages.iter().any(|p| dirty_packages.contains(p))
+                && !unit
+                    .sources
+                    .iter()
+                    .any(|s| changed_sources.contains(s.as_str()))
+            {
                 continue;
             }
             // The deployment's own package is read by every Resolve of the
@@ -480,7 +506,11 @@ impl Session {
             let deployment_digest = deployment_digest(&deployment);
             let mut renders_changed = false;
             for service in &mut pack.services {
-                if !service.packages.iter().any(|p| dirty_packages.contains(p)) {
+                let source_changed = service
+                    .sources
+                    .iter()
+                    .any(|s| changed_sources.contains(s.as_str()));
+                if !source_changed && !service.packages.iter().any(|p| dirty_packages.contains(p)) {
                     continue;
                 }
                 let key = (unit.label.to_string(), service.name.clone(), env.clone());
@@ -523,7 +553,10 @@ impl Session {
                     }
                 };
                 let digest = Digest::of(&resolve);
-                if digest == service.resolve {
+                // Its Render runs when its input changed: the Resolve output
+                // (run again for the bytes when only a source changed), or a
+                // source.
+                if digest == service.resolve && !source_changed {
                     continue;
                 }
                 service.resolve = digest;
@@ -586,6 +619,7 @@ impl Session {
         let why = dirty_packages
             .iter()
             .map(|&p| file_of(p as usize))
+            .chain(changed_sources.iter().map(|s| format!("{s} changed")))
             .collect::<Vec<_>>()
             .join(", ");
         let own: HashMap<String, String> = changed_packages
@@ -812,6 +846,10 @@ fn encode_index(index: &Index) -> Vec<u8> {
         for &p in &unit.packages {
             out.u32(p);
         }
+        out.u64(unit.sources.len() as u64);
+        for source in &unit.sources {
+            out.bytes(source.as_bytes());
+        }
         out.digest(&unit.pack);
     }
     seal(out.0)
@@ -846,12 +884,16 @@ fn decode_index(bytes: &[u8]) -> Option<Index> {
             let used = (0..input.count()?)
                 .map(|_| input.u32().filter(|&p| (p as usize) < packages.len()))
                 .collect::<Option<Vec<u32>>>()?;
+            let sources = (0..input.count()?)
+                .map(|_| input.string())
+                .collect::<Option<Vec<String>>>()?;
             Some(UnitEntry {
                 label,
                 target,
                 dir,
                 assembled,
                 packages: used,
+                sources,
                 pack: input.digest()?,
             })
         })

@@ -77,8 +77,8 @@ pub struct BuildResult {
 pub enum Strategy {
     /// Nothing changed: the stamp proved it, no task was looked at.
     NoOp,
-    /// Only module files changed: the tasks they reach ran, outside the
-    /// cache database.
+    /// Only module files and Render sources changed: the tasks they reach
+    /// ran, outside the cache database.
     Delta,
     /// The staged graph, with the cache.
     #[default]

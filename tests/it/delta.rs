@@ -45,8 +45,11 @@ fn clean_build_of(ws: &TestWorkspace) -> std::collections::BTreeMap<String, Vec<
         "one/n2d.toml",
         "two/n2d.toml",
         "deploy/n2d.toml",
+        "one/app.conf",
     ] {
-        clean.write(file, &ws.read(file));
+        if ws.root.join(file).exists() {
+            clean.write(file, &ws.read(file));
+        }
     }
     let summary = clean.build_json(&args());
     assert_eq!(summary["ok"], true, "{summary}");
@@ -325,5 +328,61 @@ fn delta_builds_killed_at_any_point_then_rerun_equal_a_clean_build() {
     ws.write("one/n2d.toml", &package("one", "last", ""));
     let summary = ws.build_json(&args());
     assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+}
+
+#[test]
+fn an_edit_of_a_source_file_renders_the_services_that_read_it() {
+    let ws = workspace();
+    ws.write("one/app.conf", "level = 1\n");
+    let with_source = "files.\"app.conf\".source = \"app.conf\"";
+    ws.write("one/n2d.toml", &package("one", "1", with_source));
+    let first = ws.build_json(&args());
+    assert_eq!(first["ok"], true, "{first}");
+
+    ws.write("one/app.conf", "level = 2\n");
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(summary["strategy"], "delta", "{summary}");
+    // The plan gives a path written in a package to every service of that
+    // package (an over-approximation): one-a and one-b, in `all`, render
+    // again for each target; nothing of `few`; no module changed.
+    assert_eq!(
+        counts(&summary, "render").0,
+        2 * TARGETS.len() as u64,
+        "{summary}"
+    );
+    assert!(
+        counts(&summary, "assemble").0 <= TARGETS.len() as u64,
+        "{summary}"
+    );
+    assert_eq!(counts(&summary, "parse").0, 0, "{summary}");
+    assert_eq!(counts(&summary, "plan"), (0, 1), "{summary}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+    let out = String::from_utf8(
+        std::fs::read(
+            ws.root
+                .join("n2d-out/deploy/all/compose/files/one-a/app.conf"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(out, "level = 2\n");
+
+    // Together with a module edit, and explained.
+    ws.write("one/app.conf", "level = 3\n");
+    ws.write("two/n2d.toml", &package("two", "with conf", ""));
+    let mut all = vec!["build"];
+    all.extend(args());
+    all.extend(["--explain", "--json"]);
+    let out = ws.n2d(&all);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"strategy\":\"delta\""), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("render //one:one-a in //deploy:all (compose)"))
+        .unwrap_or_else(|| panic!("no explanation for the render of one-a:\n{stdout}"));
+    assert!(line.contains("one/app.conf changed"), "{line}");
     assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
 }
