@@ -588,26 +588,7 @@ impl RunState {
             .iter()
             .map(|&dependency| self.load_output(dependency))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut inputs = Inputs::default();
-        task.inputs(&mut inputs);
-        let mut file_inputs = inputs.files;
-        file_inputs.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        let mut loaded = Vec::with_capacity(file_inputs.len());
-        for input in file_inputs {
-            let bytes = std::fs::read(&input.path).map_err(|source| TaskError::InputFile {
-                name: input.name.clone(),
-                path: input.path.clone(),
-                source,
-            })?;
-            loaded.push((input.name, Arc::from(bytes)));
-        }
-        let context = RunContext {
-            dependencies: &dependencies,
-            files: &loaded,
-        };
-        let output = catch_unwind(AssertUnwindSafe(|| task.run(&context)))
-            .map_err(panicked)?
-            .map_err(TaskError::Run)?;
+        let output = crate::detached::run_detached(task, &dependencies)?;
         if Digest::of(&output) != expected {
             return Err(TaskError::Irreproducible {
                 identity: task.identity().to_owned(),

@@ -36,6 +36,20 @@ impl Writer {
         self.u64(bytes.len() as u64);
         self.0.extend_from_slice(bytes);
     }
+    /// A counted list of `u32`.
+    pub(crate) fn u32s(&mut self, values: &[u32]) {
+        self.u64(values.len() as u64);
+        for &value in values {
+            self.u32(value);
+        }
+    }
+    /// A counted list of strings.
+    pub(crate) fn strings(&mut self, values: &[String]) {
+        self.u64(values.len() as u64);
+        for value in values {
+            self.bytes(value.as_bytes());
+        }
+    }
     pub(crate) fn path(&mut self, path: &std::path::Path) {
         self.bytes(path.as_os_str().as_bytes());
     }
@@ -94,6 +108,12 @@ impl Reader<'_> {
     }
     pub(crate) fn path(&mut self) -> Option<PathBuf> {
         Some(PathBuf::from(std::ffi::OsStr::from_bytes(self.bytes()?)))
+    }
+    pub(crate) fn u32s(&mut self) -> Option<Vec<u32>> {
+        (0..self.count()?).map(|_| self.u32()).collect()
+    }
+    pub(crate) fn strings(&mut self) -> Option<Vec<String>> {
+        (0..self.count()?).map(|_| self.string()).collect()
     }
     pub(crate) fn optional(&mut self) -> Option<Option<String>> {
         match self.take(1)?[0] {

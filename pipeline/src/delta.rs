@@ -842,14 +842,8 @@ fn encode_index(index: &Index) -> Vec<u8> {
         out.bytes(unit.target.as_bytes());
         out.path(&unit.dir);
         out.digest(&unit.assembled);
-        out.u64(unit.packages.len() as u64);
-        for &p in &unit.packages {
-            out.u32(p);
-        }
-        out.u64(unit.sources.len() as u64);
-        for source in &unit.sources {
-            out.bytes(source.as_bytes());
-        }
+        out.u32s(&unit.packages);
+        out.strings(&unit.sources);
         out.digest(&unit.pack);
     }
     seal(out.0)
@@ -881,12 +875,11 @@ fn decode_index(bytes: &[u8]) -> Option<Index> {
             let target = input.string()?;
             let dir = input.path()?;
             let assembled = input.digest()?;
-            let used = (0..input.count()?)
-                .map(|_| input.u32().filter(|&p| (p as usize) < packages.len()))
-                .collect::<Option<Vec<u32>>>()?;
-            let sources = (0..input.count()?)
-                .map(|_| input.string())
-                .collect::<Option<Vec<String>>>()?;
+            let used = input.u32s()?;
+            if used.iter().any(|&p| p as usize >= packages.len()) {
+                return None;
+            }
+            let sources = input.strings()?;
             Some(UnitEntry {
                 label,
                 target,
@@ -916,14 +909,8 @@ fn encode_pack(pack: &Pack) -> Vec<u8> {
     for service in &pack.services {
         out.bytes(service.name.as_bytes());
         out.bytes(service.label.as_bytes());
-        out.u64(service.packages.len() as u64);
-        for &p in &service.packages {
-            out.u32(p);
-        }
-        out.u64(service.sources.len() as u64);
-        for source in &service.sources {
-            out.bytes(source.as_bytes());
-        }
+        out.u32s(&service.packages);
+        out.strings(&service.sources);
         out.digest(&service.resolve);
         out.digest(&service.render);
         out.bytes(&service.rendered);
@@ -943,12 +930,8 @@ fn decode_pack(body: &[u8]) -> Option<Pack> {
         .map(|_| {
             let name = input.string()?;
             let label = input.string()?;
-            let packages = (0..input.count()?)
-                .map(|_| input.u32())
-                .collect::<Option<Vec<_>>>()?;
-            let sources = (0..input.count()?)
-                .map(|_| input.string())
-                .collect::<Option<Vec<_>>>()?;
+            let packages = input.u32s()?;
+            let sources = input.strings()?;
             let resolve = input.digest()?;
             let render = input.digest()?;
             let rendered: Arc<[u8]> = Arc::from(input.bytes()?);
