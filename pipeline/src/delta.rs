@@ -52,7 +52,7 @@ use crate::tasks::{
 
 const INDEX_MAGIC: &[u8; 8] = b"n2ddelta";
 const PACK_MAGIC: &[u8; 8] = b"n2dpack1";
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// No file's content has this digest (it is no blake3 output anyone found).
 const UNKNOWN: Digest = Digest([0; 32]);
@@ -86,6 +86,9 @@ struct UnitEntry {
     packages: Vec<u32>,
     /// The sources any of its Renders reads (workspace-relative), sorted.
     sources: Vec<String>,
+    /// What its pack holds, by digests (`pack_key`): a full build whose
+    /// key is the same keeps the pack as it is.
+    key: Digest,
     /// The digest of its pack file.
     pack: Digest,
 }
@@ -185,10 +188,18 @@ pub(crate) fn record(
         evals,
         interfaces,
     } = packages_stage;
-    // The Eval outputs the previous snapshot of this request kept.
-    let old_evals: Vec<Digest> = read_index(&index_path(stamp))
-        .map(|old| old.packages.into_iter().map(|p| p.eval).collect())
-        .unwrap_or_default();
+    // The previous snapshot of this request: the Eval outputs it kept, and
+    // its packs by deployment target.
+    let old_index = read_index(&index_path(stamp));
+    let old_evals: Vec<Digest> = old_index
+        .iter()
+        .flat_map(|old| old.packages.iter().map(|p| p.eval))
+        .collect();
+    let old_units: HashMap<(String, &str), &UnitEntry> = old_index
+        .iter()
+        .flat_map(|old| &old.units)
+        .map(|u| ((u.label.to_string(), u.target.as_str()), u))
+        .collect();
     forget(stamp);
     if units.iter().any(|u| !u.eligible) {
         return;
@@ -248,9 +259,58 @@ pub(crate) fn record(
         .map(|unit| {
             let assembled = third.outcome(unit.assemble).output?;
             let path = pack_path(stamp, &unit.label, &unit.target);
+            // What the pack will hold, by digests.
+            let mut meta = Vec::with_capacity(unit.services.len());
+            for (name, record) in unit.deployment.services.iter().zip(&unit.services) {
+                let resolve = third.outcome(record.resolve).output?;
+                let render = third.outcome(record.render).output?;
+                let indices = record
+                    .packages
+                    .iter()
+                    .map(|p| position.get(p.as_str()).copied())
+                    .collect::<Option<Vec<u32>>>()?;
+                meta.push((name, record, indices, resolve, render));
+            }
+            let key = pack_key(
+                unit.deployment.namespace.as_deref(),
+                unit.deployment.base_layer.as_deref(),
+                meta.iter().map(|(name, record, indices, resolve, render)| {
+                    (
+                        name.as_str(),
+                        record.label.as_str(),
+                        &indices[..],
+                        &record.sources[..],
+                        resolve,
+                        render,
+                    )
+                }),
+            );
+            let used: BTreeSet<u32> = meta.iter().flat_map(|m| m.2.iter().copied()).collect();
+            let read: BTreeSet<String> = unit
+                .services
+                .iter()
+                .flat_map(|s| s.sources.iter().cloned())
+                .collect();
+            let entry = |pack| UnitEntry {
+                label: unit.label.clone(),
+                target: unit.target.clone(),
+                dir: session.target_dir(&unit.label.package, &unit.label.name, &unit.target),
+                assembled,
+                packages: used.iter().copied().collect(),
+                sources: read.iter().cloned().collect(),
+                key,
+                pack,
+            };
+            // The same content as the last pack: kept as it is (a damaged
+            // one fails the delta path's check, which then drops the index).
+            if let Some(old) = old_units.get(&(unit.label.to_string(), unit.target.as_str())) {
+                if old.key == key && path.exists() {
+                    return Some(entry(old.pack));
+                }
+            }
             // The previous pack's Render outputs, by digest.
-            let old = std::fs::read(&path).ok();
-            let known: HashMap<Digest, Arc<[u8]>> = old
+            let known: HashMap<Digest, Arc<[u8]>> = std::fs::read(&path)
+                .ok()
                 .as_deref()
                 .and_then(checked_body)
                 .and_then(decode_pack)
@@ -261,23 +321,12 @@ pub(crate) fn record(
                         .collect()
                 })
                 .unwrap_or_default();
-            let mut services = Vec::with_capacity(unit.services.len());
-            let mut used = BTreeSet::new();
-            let mut read = BTreeSet::new();
-            for (name, record) in unit.deployment.services.iter().zip(&unit.services) {
-                let resolve = third.outcome(record.resolve).output?;
-                let render = third.outcome(record.render).output?;
+            let mut services = Vec::with_capacity(meta.len());
+            for (name, record, indices, resolve, render) in meta {
                 let rendered = match known.get(&render) {
                     Some(bytes) => bytes.clone(),
                     None => third.output(record.render).ok()?,
                 };
-                let indices = record
-                    .packages
-                    .iter()
-                    .map(|p| position.get(p.as_str()).copied())
-                    .collect::<Option<Vec<u32>>>()?;
-                used.extend(indices.iter().copied());
-                read.extend(record.sources.iter().cloned());
                 services.push(ServiceEntry {
                     name: name.clone(),
                     label: record.label.clone(),
@@ -288,26 +337,13 @@ pub(crate) fn record(
                     rendered,
                 });
             }
-            let bytes = encode_pack(&Pack {
+            let pack = Pack {
                 namespace: unit.deployment.namespace.clone(),
                 base_layer: unit.deployment.base_layer.clone(),
                 services,
-            });
-            let digest = Digest::of(&bytes);
-            // An unchanged pack is not written again.
-            if old.is_none_or(|old| Digest::of(&old) != digest) && !write_atomically(&path, &bytes)
-            {
-                return None;
-            }
-            Some(UnitEntry {
-                label: unit.label.clone(),
-                target: unit.target.clone(),
-                dir: session.target_dir(&unit.label.package, &unit.label.name, &unit.target),
-                assembled,
-                packages: used.into_iter().collect(),
-                sources: read.into_iter().collect(),
-                pack: digest,
-            })
+            };
+            let digest = write_pack(&path, &pack)?;
+            Some(entry(digest))
         })
         .collect();
     let Some(units) = units else {
@@ -321,6 +357,53 @@ pub(crate) fn record(
     if write_atomically(&index_path(stamp), &encode_index(&index)) {
         forget_evals(stamp, old_evals, &index);
     }
+}
+
+/// A service of a pack, without its Render output (which its digest names).
+type ServiceKey<'a> = (
+    &'a str,
+    &'a str,
+    &'a [u32],
+    &'a [String],
+    &'a Digest,
+    &'a Digest,
+);
+
+/// The digest of what a pack holds, its Render outputs by their digests.
+fn pack_key<'a>(
+    namespace: Option<&str>,
+    base_layer: Option<&str>,
+    services: impl Iterator<Item = ServiceKey<'a>>,
+) -> Digest {
+    let mut out = Writer(Vec::new());
+    out.optional(namespace);
+    out.optional(base_layer);
+    for (name, label, packages, sources, resolve, render) in services {
+        out.bytes(name.as_bytes());
+        out.bytes(label.as_bytes());
+        out.u32s(packages);
+        out.strings(sources);
+        out.digest(resolve);
+        out.digest(render);
+    }
+    Digest::of(&out.0)
+}
+
+fn key_of(pack: &Pack) -> Digest {
+    pack_key(
+        pack.namespace.as_deref(),
+        pack.base_layer.as_deref(),
+        pack.services.iter().map(|s| {
+            (
+                s.name.as_str(),
+                s.label.as_str(),
+                &s.packages[..],
+                &s.sources[..],
+                &s.resolve,
+                &s.render,
+            )
+        }),
+    )
 }
 
 /// Removes the kept Eval outputs of `old` that `index` no longer names,
@@ -490,7 +573,12 @@ impl Session {
                     Some((p, eval))
                 },
             );
-            let mut pack = pack?;
+            let Some(mut pack) = pack else {
+                // A pack that is missing or not the one the index names:
+                // drop the index, so that the full path writes all anew.
+                forget(stamp);
+                return None;
+            };
             if let Some((p, eval)) = own {
                 evals.insert(p, eval);
             }
@@ -682,6 +770,7 @@ impl Session {
             if let Some(digest) = entry.assembled {
                 unit.assembled = digest;
             }
+            unit.key = key_of(&entry.pack);
             match write_pack(&pack_path(stamp, &unit.label, &unit.target), &entry.pack) {
                 Some(digest) => unit.pack = digest,
                 None => written = false,
@@ -844,6 +933,7 @@ fn encode_index(index: &Index) -> Vec<u8> {
         out.digest(&unit.assembled);
         out.u32s(&unit.packages);
         out.strings(&unit.sources);
+        out.digest(&unit.key);
         out.digest(&unit.pack);
     }
     seal(out.0)
@@ -887,6 +977,7 @@ fn decode_index(bytes: &[u8]) -> Option<Index> {
                 assembled,
                 packages: used,
                 sources,
+                key: input.digest()?,
                 pack: input.digest()?,
             })
         })

@@ -206,6 +206,37 @@ fn what_the_delta_path_cannot_prove_goes_down_the_full_path() {
     assert_eq!(summary["strategy"], "full", "{summary}");
     assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
 
+    // A damaged pack alone: that build takes the full path, which writes
+    // the snapshot anew, so that the next edit takes the delta path again.
+    ws.write("two/n2d.toml", &package("two", "before pack damage", ""));
+    assert_eq!(ws.build_json(&args())["strategy"], "delta");
+    for entry in std::fs::read_dir(&stamps).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".pack") {
+            let mut bytes = std::fs::read(&path).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0x01;
+            std::fs::write(&path, bytes).unwrap();
+        }
+    }
+    // An edit of `one` reads only the packs of `all`; the full build it
+    // falls back to must also replace the damaged packs of `few`, which
+    // the next edit, of `two`, reads.
+    ws.write(
+        "one/n2d.toml",
+        &format!(
+            "{}\n[services.one-c]\ncommand = [\"/bin/true\"]\n",
+            package("one", "after pack damage", "")
+        ),
+    );
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["strategy"], "full", "{summary}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+    ws.write("two/n2d.toml", &package("two", "healed", ""));
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["strategy"], "delta", "{summary}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+
     // An output edited by hand: the full path restores it.
     ws.write("n2d-out/deploy/few/json/services/two-a.json", "{}");
     ws.write("two/n2d.toml", &package("two", "after edit", ""));
