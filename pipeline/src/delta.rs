@@ -309,11 +309,7 @@ pub(crate) fn record(
                 }
             }
             // The previous pack's Render outputs, by digest.
-            let known: HashMap<Digest, Arc<[u8]>> = std::fs::read(&path)
-                .ok()
-                .as_deref()
-                .and_then(checked_body)
-                .and_then(decode_pack)
+            let known: HashMap<Digest, Arc<[u8]>> = read_pack(&path, None)
                 .map(|pack| {
                     pack.services
                         .into_iter()
@@ -418,11 +414,12 @@ fn forget_evals(stamp: &Path, old: impl IntoIterator<Item = Digest>, index: &Ind
     }
 }
 
-/// A unit the delta run re-assembles.
+/// A unit the delta run re-assembles: its index, its updated pack, and its
+/// Assemble output when that changed.
 struct Dirty {
     unit: usize,
     pack: Pack,
-    assembled: Option<Digest>,
+    assembled: Option<(Digest, Arc<[u8]>)>,
 }
 
 impl Session {
@@ -485,11 +482,16 @@ impl Session {
         // Tasks that ran, for `--explain`: Parse, Eval and Interface ran
         // because their file changed, the others because of every file
         // whose Eval output changed.
-        let mut explanations: Vec<String> = Vec::new();
+        let mut explanations: Vec<(String, Option<usize>)> = Vec::new();
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-        let mut run = |task: &dyn Task, dependencies: &[Arc<[u8]>]| -> Option<Arc<[u8]>> {
+        // `cause`: the package whose file made the task run, for Parse,
+        // Eval and Interface; the others ran because of every change.
+        let mut run = |task: &dyn Task,
+                       dependencies: &[Arc<[u8]>],
+                       cause: Option<usize>|
+         -> Option<Arc<[u8]>> {
             *counts.entry(task.kind()).or_default() += 1;
-            explanations.push(task.identity().to_string());
+            explanations.push((task.identity().to_string(), cause));
             run_detached(task, dependencies).ok().map(Arc::<[u8]>::from)
         };
         // Eval outputs by package index: of the changed packages, and of
@@ -520,6 +522,7 @@ impl Session {
                         identity: format!("interface //{}", index.packages[i].name),
                     },
                     std::slice::from_ref(&eval),
+                    Some(i),
                 )?;
                 if Digest::of(&interface) != index.packages[i].interface {
                     return None; // the plan may differ
@@ -635,7 +638,7 @@ impl Session {
                             universe: universe.clone(),
                             realized: 0,
                         };
-                        let bytes = run(&task, &inputs)?;
+                        let bytes = run(&task, &inputs, None)?;
                         resolved.insert(key, bytes.clone());
                         bytes
                     }
@@ -665,7 +668,7 @@ impl Session {
                     closures: BTreeMap::new(),
                     shells: BTreeMap::new(),
                 };
-                let rendered = run(&render, &[resolve])?;
+                let rendered = run(&render, &[resolve], None)?;
                 if let Ok(decoded) = crate::codec::decode_rendered(&rendered) {
                     warnings.extend(
                         decoded
@@ -691,13 +694,17 @@ impl Session {
                 };
                 let outputs: Vec<Arc<[u8]>> =
                     pack.services.iter().map(|s| s.rendered.clone()).collect();
-                let bytes = run(&assemble, &outputs)?;
+                let bytes = run(&assemble, &outputs, None)?;
                 let digest = Digest::of(&bytes);
                 (digest != unit.assembled).then_some((digest, bytes))
             } else {
                 None
             };
-            dirty_units.push((u, pack, assembled));
+            dirty_units.push(Dirty {
+                unit: u,
+                pack,
+                assembled,
+            });
         }
 
         // Nothing failed: from here on the workspace is written.
@@ -710,28 +717,9 @@ impl Session {
             .chain(changed_sources.iter().map(|s| format!("{s} changed")))
             .collect::<Vec<_>>()
             .join(", ");
-        let own: HashMap<String, String> = changed_packages
-            .iter()
-            .flat_map(|&i| {
-                let package = &index.packages[i];
-                ["parse", "eval", "interface"].map(|kind| {
-                    let identity = match kind {
-                        "parse" => format!(
-                            "parse {}",
-                            self.workspace.packages[i].path.to_string_lossy()
-                        ),
-                        _ => format!("{kind} //{}", package.name),
-                    };
-                    (identity, file_of(i))
-                })
-            })
-            .collect();
         let explanations = explanations
             .into_iter()
-            .map(|identity| {
-                let reason = own.get(&identity).cloned().unwrap_or_else(|| why.clone());
-                (identity, reason)
-            })
+            .map(|(identity, cause)| (identity, cause.map_or_else(|| why.clone(), file_of)))
             .collect();
         let mut result = BuildResult {
             explanations,
@@ -739,11 +727,11 @@ impl Session {
             ..BuildResult::default()
         };
         let mut materialized = BTreeSet::new();
-        for (u, _, assembled) in &dirty_units {
-            let Some((digest, bytes)) = assembled else {
+        for dirty in &dirty_units {
+            let Some((digest, bytes)) = &dirty.assembled else {
                 continue;
             };
-            let unit = &index.units[*u];
+            let unit = &index.units[dirty.unit];
             let files: Vec<OutputFile> = crate::codec::decode_artifacts(bytes)
                 .ok()?
                 .into_iter()
@@ -752,23 +740,15 @@ impl Session {
             *counts.entry("materialize").or_default() += 1;
             // A folder that cannot be written: the full path reports it.
             materialize::materialize(&unit.dir, &files, &digest.to_hex()).ok()?;
-            materialized.insert(*u);
+            materialized.insert(dirty.unit);
         }
-        let dirty: Vec<Dirty> = dirty_units
-            .into_iter()
-            .map(|(unit, pack, assembled)| Dirty {
-                unit,
-                pack,
-                assembled: assembled.map(|(digest, _)| digest),
-            })
-            .collect();
         let mut written = new_evals
             .iter()
             .all(|(digest, bytes)| write_atomically(&eval_path(stamp, digest), bytes));
-        for entry in &dirty {
+        for entry in &dirty_units {
             let unit = &mut index.units[entry.unit];
-            if let Some(digest) = entry.assembled {
-                unit.assembled = digest;
+            if let Some((digest, _)) = &entry.assembled {
+                unit.assembled = *digest;
             }
             unit.key = key_of(&entry.pack);
             match write_pack(&pack_path(stamp, &unit.label, &unit.target), &entry.pack) {
@@ -846,16 +826,14 @@ impl Session {
         Some(result)
     }
 
-    /// Parse and Eval of the package at `index`, run detached.
+    /// Parse and Eval of the package at `index`, run detached (never a Nix
+    /// package: those take the full path).
     fn evaluate(
         &self,
         index: usize,
-        run: &mut impl FnMut(&dyn Task, &[Arc<[u8]>]) -> Option<Arc<[u8]>>,
+        run: &mut impl FnMut(&dyn Task, &[Arc<[u8]>], Option<usize>) -> Option<Arc<[u8]>>,
     ) -> Option<Arc<[u8]>> {
         let package = &self.workspace.packages[index];
-        if package.format == Format::Nix {
-            return None;
-        }
         let file = package.path.to_string_lossy().replace('\\', "/");
         let parse = run(
             &ParseTask {
@@ -865,6 +843,7 @@ impl Session {
                 format: package.format,
             },
             &[],
+            Some(index),
         )?;
         run(
             &EvalTask {
@@ -872,6 +851,7 @@ impl Session {
                 package: package.package.clone(),
             },
             &[parse],
+            Some(index),
         )
     }
 }

@@ -403,12 +403,12 @@ impl Session {
                         Some(&id) => id,
                         None => {
                             let mut dependencies = Vec::new();
-                            let mut packages = Vec::new();
-                            for package in &service.packages {
-                                let Some(&eval) = evals.get(package) else {
-                                    continue;
-                                };
-                                packages.push(package.clone());
+                            // As `resolve_packages`, borrowed from the plan
+                            // for `imported_evals`.
+                            for package in
+                                service.packages.iter().filter(|p| evals.contains_key(*p))
+                            {
+                                let eval = evals[package];
                                 let id = match imported_evals.get(package.as_str()) {
                                     Some(&id) => id,
                                     None => {
@@ -438,7 +438,7 @@ impl Session {
                             let id = graph.add(
                                 ResolveTask {
                                     realized: count,
-                                    packages,
+                                    packages: resolve_packages.clone(),
                                     identity: format!(
                                         "resolve {} in {} ({env})",
                                         service.label, planned.label
