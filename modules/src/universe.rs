@@ -294,6 +294,14 @@ impl Universe {
         })
     }
 
+    /// Decodes `deployment` and builds its member index now, as its first
+    /// resolve would: for a caller with a core to spare before resolving.
+    pub fn prepare(&self, deployment: &Label) {
+        if let Ok((_, def)) = self.deployment_def(deployment) {
+            self.index(deployment, def);
+        }
+    }
+
     /// Every package whose content can change the resolution of `service`
     /// in `deployment`: the deployment's, the service's, every imported
     /// module's, and those of the services its references reach.

@@ -5,6 +5,7 @@
 //! Invariant: `decode(encode(x)) == x`, and the encoding is canonical (the
 //! same value always gives the same bytes), so output digests give early
 //! cutoff.
+use n2d_cache::Digest;
 use n2d_rules::{Artifact, Rendered};
 
 /// Encodes a rendered service.
@@ -51,6 +52,73 @@ pub fn decode_artifacts(bytes: &[u8]) -> Result<Vec<Artifact>, DecodeError> {
     let artifacts = reader.artifacts()?;
     reader.end()?;
     Ok(artifacts)
+}
+
+/// One file of an assembled output, by the digest of its content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub path: String,
+    pub mode: u32,
+    pub digest: Digest,
+}
+
+/// What a target folder holds, as one digest: of each file's path, mode
+/// and content digest, in path order. It names the folder in its manifest,
+/// the no-op stamp and launch records, and both build paths compute it:
+/// the full path from an Assemble output, the delta path from the files
+/// it changed and the digests of those it did not read.
+pub fn tree_digest(entries: &[TreeEntry]) -> Digest {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"n2dtree1");
+    hasher.update(&(entries.len() as u64).to_le_bytes());
+    for entry in entries {
+        hasher.update(&(entry.path.len() as u64).to_le_bytes());
+        hasher.update(entry.path.as_bytes());
+        hasher.update(&entry.mode.to_le_bytes());
+        hasher.update(&entry.digest.0);
+    }
+    Digest(*hasher.finalize().as_bytes())
+}
+
+/// The files of an Assemble output (what [`encode_artifacts`] wrote), by
+/// digest, in its order.
+pub fn assembled_tree(bytes: &[u8]) -> Result<Vec<TreeEntry>, DecodeError> {
+    let mut reader = Reader { bytes, at: 0 };
+    let entries = reader
+        .artifact_slices()?
+        .into_iter()
+        .map(|(path, mode, bytes)| TreeEntry {
+            path: path.to_string(),
+            mode,
+            digest: Digest::of(bytes),
+        })
+        .collect();
+    reader.end()?;
+    Ok(entries)
+}
+
+/// One file borrowed from an encoding: (path, mode, content).
+pub type FileSlice<'a> = (&'a str, u32, &'a [u8]);
+
+/// A Render output's files and fragment, borrowed from its encoding.
+pub struct RenderedParts<'a> {
+    /// In the render's order.
+    pub files: Vec<FileSlice<'a>>,
+    /// The fragment, as JSON.
+    pub fragment: &'a [u8],
+}
+
+/// Splits what [`encode_rendered`] wrote, without copying.
+pub fn rendered_parts(bytes: &[u8]) -> Result<RenderedParts<'_>, DecodeError> {
+    let mut reader = Reader { bytes, at: 0 };
+    let files = reader.artifact_slices()?;
+    let fragment = reader.bytes()?;
+    let count = reader.u32()?;
+    for _ in 0..count {
+        reader.bytes()?;
+    }
+    reader.end()?;
+    Ok(RenderedParts { files, fragment })
 }
 
 /// The bytes are not an encoding of this module: a bug, since the cache
@@ -113,6 +181,17 @@ impl<'a> Reader<'a> {
         Ok(artifacts)
     }
 
+    fn artifact_slices(&mut self) -> Result<Vec<FileSlice<'a>>, DecodeError> {
+        let count = self.u32()?;
+        let mut artifacts = Vec::with_capacity(count.min(1 << 16) as usize);
+        for _ in 0..count {
+            let path = std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError)?;
+            let mode = self.u32()?;
+            artifacts.push((path, mode, self.bytes()?));
+        }
+        Ok(artifacts)
+    }
+
     fn end(&self) -> Result<(), DecodeError> {
         if self.at == self.bytes.len() {
             Ok(())
@@ -140,6 +219,15 @@ mod tests {
                 warnings,
             };
             let bytes = encode_rendered(&rendered);
+            let parts = rendered_parts(&bytes).unwrap();
+            prop_assert_eq!(parts.files.len(), rendered.artifacts.len());
+            for ((path, mode, content), artifact) in parts.files.iter().zip(&rendered.artifacts) {
+                prop_assert_eq!(*path, artifact.path.as_str());
+                prop_assert_eq!(*mode, artifact.mode);
+                prop_assert_eq!(*content, &artifact.bytes[..]);
+            }
+            prop_assert_eq!(serde_json::from_slice::<serde_json::Value>(parts.fragment).unwrap(), rendered.fragment.clone());
+            prop_assert!(rendered_parts(&bytes[..bytes.len() - 1]).is_err());
             prop_assert_eq!(decode_rendered(&bytes).unwrap(), rendered);
             prop_assert!(decode_rendered(&bytes[..bytes.len() - 1]).is_err());
         }

@@ -3,9 +3,13 @@
 //!
 //! After each full build, a snapshot of its stage-3 graph is kept beside
 //! the no-op stamp: per package its Eval and Interface output digests; per
-//! deployment target (a unit) the assembled digest, and in a pack of its
-//! own, per service the packages its Resolve reads, its sources, the
-//! Resolve and Render output digests and the Render output itself.
+//! deployment target (a unit) the digest of the files its folder holds
+//! (`codec::tree_digest`), and in a pack of its own, per service the
+//! packages its Resolve reads, its sources, the Resolve and Render output
+//! digests, its fragment and its files by digest; and in an own file, the
+//! Eval output of the deployment's package reduced to that deployment
+//! (`reduced_eval`: a deployment package of ten 1,000-service deployments
+//! is most of what a one-service edit would otherwise read).
 //!
 //! When the stamp check finds that only module files and files Renders
 //! read (`files.*.source`) changed (`stamp::Check::Changed`), the build
@@ -15,9 +19,12 @@
 //! stops there), its Interface (a different digest means the plan may
 //! differ: full build), then the Resolve of each service that reads a
 //! changed package, the Render of each whose Resolve output or source
-//! changed, and the Assemble of each unit with a changed Render, over the
-//! pack's other Render outputs. Folders whose assembled digest changed
-//! are materialized.
+//! changed, and the Assemble of each unit with a changed Render: over the
+//! other Renders' files by digest, the rule's `assemble` run again only
+//! when a fragment changed. Folders whose tree digest changed are patched
+//! (`materialize::patch`): the changed files written, the files no longer
+//! produced removed. While the edited files are evaluated, the packs and
+//! own files of the units they may reach are read and decoded.
 //!
 //! Anything else takes the full path, which is always right: another kind
 //! of input changed (a `watch` path, a file a Nix module reads), a Nix
@@ -29,30 +36,33 @@
 //! Invariant: a stamp exists only after the snapshot of the same build was
 //! completely written (both paths forget the stamp before writing
 //! anything, and write it last), and the index names the build by its
-//! start time, as the stamp does; each pack is checked against the digest
-//! the index holds for it.
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+//! start time, as the stamp does; each pack and own file is checked
+//! against the digest the index holds for it. A unit's files in its pack
+//! and the rule's files make up, by digest, exactly what its Assemble
+//! output holds: a full build checks this before it writes a pack.
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use n2d_cache::Digest;
 use n2d_engine::{run_detached, KindCounts, Task};
-use n2d_modules::{Format, Label};
+use n2d_modules::node::SourceFile;
+use n2d_modules::{Format, Label, Package};
 use n2d_rules::Deployment;
 use rayon::prelude::*;
 
 use crate::binary::{checked_body, seal, Reader, Writer};
+use crate::codec::{rendered_parts, tree_digest, FileSlice, TreeEntry};
 use crate::materialize::{self, FolderState, OutputFile};
 use crate::session::{BuildResult, Session};
 use crate::stamp::Changed;
 use crate::tasks::{
-    deployment_digest, AssembleTask, EvalTask, InterfaceTask, ParseTask, RenderTask, ResolveTask,
-    SharedUniverse,
+    deployment_digest, EvalTask, InterfaceTask, ParseTask, RenderTask, ResolveTask, SharedUniverse,
 };
 
 const INDEX_MAGIC: &[u8; 8] = b"n2ddelta";
 const PACK_MAGIC: &[u8; 8] = b"n2dpack1";
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 /// No file's content has this digest (it is no blake3 output anyone found).
 const UNKNOWN: Digest = Digest([0; 32]);
@@ -91,12 +101,19 @@ struct UnitEntry {
     key: Digest,
     /// The digest of its pack file.
     pack: Digest,
+    /// The Eval output of the deployment's package its own file was
+    /// reduced from (`reduced_eval`), and that file's digest.
+    own_eval: Digest,
+    own: Digest,
 }
 
-/// One unit's services, in the deployment's order.
+/// One unit's services, in the deployment's order, and its files by
+/// digest: a delta build reads no file it does not change.
 struct Pack {
     namespace: Option<String>,
     base_layer: Option<String>,
+    /// The deployment-wide files (the rule's `assemble`).
+    shared: Vec<TreeEntry>,
     services: Vec<ServiceEntry>,
 }
 
@@ -111,7 +128,10 @@ struct ServiceEntry {
     sources: Vec<String>,
     resolve: Digest,
     render: Digest,
-    rendered: Arc<[u8]>,
+    /// Its Render's fragment, as JSON: what the rule's `assemble` reads.
+    fragment: Vec<u8>,
+    /// Its Render's files.
+    files: Vec<TreeEntry>,
 }
 
 /// The stage that evaluated every package: its report, and each package's
@@ -131,7 +151,9 @@ pub(crate) struct UnitRecord {
     pub deployment: Arc<Deployment>,
     /// Per service: (label, packages, sources, Resolve task, Render task).
     pub services: Vec<ServiceRecord>,
-    pub assemble: n2d_engine::TaskId,
+    /// The digest of the files its Assemble output holds
+    /// (`codec::tree_digest`), once stage 4 computed it.
+    pub tree: Option<Digest>,
     /// False when the unit has layers or Nix packages: no snapshot then.
     pub eligible: bool,
 }
@@ -254,10 +276,15 @@ pub(crate) fn record(
         .enumerate()
         .map(|(i, p)| (p.name.as_str(), i as u32))
         .collect();
+    // The deployments' packages, decoded once for all their units.
+    let owners: HashMap<&str, OnceLock<Option<Arc<Package>>>> = units
+        .iter()
+        .map(|unit| (unit.label.package.as_str(), OnceLock::new()))
+        .collect();
     let units: Option<Vec<UnitEntry>> = units
         .par_iter()
         .map(|unit| {
-            let assembled = third.outcome(unit.assemble).output?;
+            let assembled = unit.tree?;
             let path = pack_path(stamp, &unit.label, &unit.target);
             // What the pack will hold, by digests.
             let mut meta = Vec::with_capacity(unit.services.len());
@@ -271,9 +298,12 @@ pub(crate) fn record(
                     .collect::<Option<Vec<u32>>>()?;
                 meta.push((name, record, indices, resolve, render));
             }
+            let own = *position.get(unit.label.package.as_str())? as usize;
+            let own_eval = packages[own].eval;
             let key = pack_key(
                 unit.deployment.namespace.as_deref(),
                 unit.deployment.base_layer.as_deref(),
+                &own_eval,
                 meta.iter().map(|(name, record, indices, resolve, render)| {
                     (
                         name.as_str(),
@@ -291,7 +321,7 @@ pub(crate) fn record(
                 .iter()
                 .flat_map(|s| s.sources.iter().cloned())
                 .collect();
-            let entry = |pack| UnitEntry {
+            let entry = |pack, own| UnitEntry {
                 label: unit.label.clone(),
                 target: unit.target.clone(),
                 dir: session.target_dir(&unit.label.package, &unit.label.name, &unit.target),
@@ -300,28 +330,34 @@ pub(crate) fn record(
                 sources: read.iter().cloned().collect(),
                 key,
                 pack,
+                own_eval,
+                own,
             };
             // The same content as the last pack: kept as it is (a damaged
             // one fails the delta path's check, which then drops the index).
             if let Some(old) = old_units.get(&(unit.label.to_string(), unit.target.as_str())) {
-                if old.key == key && path.exists() {
-                    return Some(entry(old.pack));
+                if old.key == key && path.exists() && own_path(&path).exists() {
+                    return Some(entry(old.pack, old.own));
                 }
             }
             // The previous pack's Render outputs, by digest.
-            let known: HashMap<Digest, Arc<[u8]>> = read_pack(&path, None)
+            let mut known: HashMap<Digest, (Vec<u8>, Vec<TreeEntry>)> = read_pack(&path, None)
                 .map(|pack| {
                     pack.services
                         .into_iter()
-                        .map(|s| (s.render, s.rendered))
+                        .map(|s| (s.render, (s.fragment, s.files)))
                         .collect()
                 })
                 .unwrap_or_default();
             let mut services = Vec::with_capacity(meta.len());
             for (name, record, indices, resolve, render) in meta {
-                let rendered = match known.get(&render) {
-                    Some(bytes) => bytes.clone(),
-                    None => third.output(record.render).ok()?,
+                let (fragment, files) = match known.remove(&render) {
+                    Some(parts) => parts,
+                    None => {
+                        let bytes = third.output(record.render).ok()?;
+                        let parts = rendered_parts(&bytes).ok()?;
+                        (parts.fragment.to_vec(), entries_of(&parts.files))
+                    }
                 };
                 services.push(ServiceEntry {
                     name: name.clone(),
@@ -330,16 +366,32 @@ pub(crate) fn record(
                     sources: record.sources.clone(),
                     resolve,
                     render,
-                    rendered,
+                    fragment,
+                    files,
                 });
             }
+            // The deployment-wide files: the rule's `assemble` again, as
+            // the delta path will run it. Its files and the services' must
+            // make up the Assemble output, or the unit has no snapshot.
+            let rule = session.rules.get(unit.target.as_str())?;
+            let (shared, _) = assemble_shared(rule.as_ref(), &unit.deployment, &services)?;
+            let whole = tree_of(&shared, &services)?;
+            if tree_digest(&whole) != assembled {
+                return None;
+            }
+            let owner = owners.get(unit.label.package.as_str())?.get_or_init(|| {
+                let eval = first.output(*evals.get(&unit.label.package)?).ok()?;
+                serde_json::from_slice(&eval).ok().map(Arc::new)
+            });
+            let own = write_own(&path, &reduced_eval(owner.as_ref()?, &unit.label.name)?)?;
             let pack = Pack {
                 namespace: unit.deployment.namespace.clone(),
                 base_layer: unit.deployment.base_layer.clone(),
+                shared,
                 services,
             };
             let digest = write_pack(&path, &pack)?;
-            Some(entry(digest))
+            Some(entry(digest, own))
         })
         .collect();
     let Some(units) = units else {
@@ -369,11 +421,13 @@ type ServiceKey<'a> = (
 fn pack_key<'a>(
     namespace: Option<&str>,
     base_layer: Option<&str>,
+    own: &Digest,
     services: impl Iterator<Item = ServiceKey<'a>>,
 ) -> Digest {
     let mut out = Writer(Vec::new());
     out.optional(namespace);
     out.optional(base_layer);
+    out.digest(own);
     for (name, label, packages, sources, resolve, render) in services {
         out.bytes(name.as_bytes());
         out.bytes(label.as_bytes());
@@ -385,10 +439,11 @@ fn pack_key<'a>(
     Digest::of(&out.0)
 }
 
-fn key_of(pack: &Pack) -> Digest {
+fn key_of(pack: &Pack, own_eval: &Digest) -> Digest {
     pack_key(
         pack.namespace.as_deref(),
         pack.base_layer.as_deref(),
+        own_eval,
         pack.services.iter().map(|s| {
             (
                 s.name.as_str(),
@@ -400,6 +455,87 @@ fn key_of(pack: &Pack) -> Digest {
             )
         }),
     )
+}
+
+/// What the Resolves of one deployment read of its package's Eval output:
+/// its services and modules, and that deployment. The source text and the
+/// other deployments (most of a large deployment package) go: a Resolve's
+/// output does not depend on them, and a failing Resolve sends the build
+/// down the full path, which reads the whole output for its message.
+fn reduced_eval(package: &Package, deployment: &str) -> Option<Vec<u8>> {
+    let reduced = Package {
+        name: package.name.clone(),
+        source: SourceFile::new(package.source.path.to_string(), String::new()),
+        services: package.services.clone(),
+        modules: package.modules.clone(),
+        deployments: package
+            .deployments
+            .get(deployment)
+            .map(|d| (deployment.to_string(), d.clone()))
+            .into_iter()
+            .collect(),
+    };
+    serde_json::to_vec(&reduced).ok()
+}
+
+/// Files by digest, from (path, mode, content).
+fn entries_of(files: &[FileSlice<'_>]) -> Vec<TreeEntry> {
+    files
+        .iter()
+        .map(|(path, mode, bytes)| TreeEntry {
+            path: path.to_string(),
+            mode: *mode,
+            digest: Digest::of(bytes),
+        })
+        .collect()
+}
+
+/// The rule's deployment-wide files from the services' fragments, as the
+/// Assemble runs it: by digest, and whole.
+fn assemble_shared(
+    rule: &dyn n2d_rules::Rule,
+    deployment: &Deployment,
+    services: &[ServiceEntry],
+) -> Option<(Vec<TreeEntry>, Vec<OutputFile>)> {
+    let fragments: Vec<serde_json::Value> = services
+        .iter()
+        .map(|s| serde_json::from_slice(&s.fragment).ok())
+        .collect::<Option<_>>()?;
+    let named: Vec<(&str, &serde_json::Value)> = services
+        .iter()
+        .map(|s| s.name.as_str())
+        .zip(&fragments)
+        .collect();
+    let artifacts = rule.assemble(deployment, &named).ok()?;
+    let entries = artifacts
+        .iter()
+        .map(|a| TreeEntry {
+            path: a.path.clone(),
+            mode: a.mode,
+            digest: Digest::of(&a.bytes),
+        })
+        .collect();
+    Some((
+        entries,
+        artifacts.into_iter().map(OutputFile::from).collect(),
+    ))
+}
+
+/// The files a unit's Assemble output holds, in its order (by path): the
+/// deployment-wide ones and every service's, the same file from two
+/// services once. `None` where two differ at one path (the Assemble fails
+/// there: the full path reports it).
+fn tree_of(shared: &[TreeEntry], services: &[ServiceEntry]) -> Option<Vec<TreeEntry>> {
+    let mut all: Vec<TreeEntry> = shared
+        .iter()
+        .chain(services.iter().flat_map(|s| &s.files))
+        .cloned()
+        .collect();
+    all.sort_unstable_by(|a, b| (&a.path, a.mode, a.digest.0).cmp(&(&b.path, b.mode, b.digest.0)));
+    all.dedup();
+    all.windows(2)
+        .all(|pair| pair[0].path != pair[1].path)
+        .then_some(all)
 }
 
 /// Removes the kept Eval outputs of `old` that `index` no longer names,
@@ -414,12 +550,43 @@ fn forget_evals(stamp: &Path, old: impl IntoIterator<Item = Digest>, index: &Ind
     }
 }
 
+/// What to read of a unit the edit may reach, before knowing it does.
+struct PackRead {
+    unit: usize,
+    path: PathBuf,
+    digest: Digest,
+    /// The deployment's label, and the digest of the unit's own file when
+    /// it is of the current Eval output of the deployment's package and
+    /// that package is not among the edited.
+    deployment: Label,
+    own: Option<Digest>,
+}
+
+/// What was read of a unit: its pack, the universe its Resolves share, and
+/// its own file (the deployment's package, reduced), already in that
+/// universe.
+struct UnitRead {
+    pack: Option<Pack>,
+    universe: Arc<SharedUniverse>,
+    own: Option<Arc<[u8]>>,
+}
+
 /// A unit the delta run re-assembles: its index, its updated pack, and its
 /// Assemble output when that changed.
 struct Dirty {
     unit: usize,
     pack: Pack,
-    assembled: Option<(Digest, Arc<[u8]>)>,
+    /// A new own file: the Eval output it is reduced from, and its bytes.
+    own: Option<(Digest, Vec<u8>)>,
+    assembled: Option<Patch>,
+}
+
+/// How a unit's folder changes: its new tree digest, the files to put and
+/// the paths it no longer holds.
+struct Patch {
+    tree: Digest,
+    files: Vec<OutputFile>,
+    removed: Vec<String>,
 }
 
 impl Session {
@@ -500,48 +667,88 @@ impl Session {
         let mut dirty_packages = BTreeSet::new();
         let mut new_evals = Vec::new();
         let mut old_evals = Vec::new();
-        for &i in &changed_packages {
-            // A file touched but not changed (or merely too recent to trust
-            // its stat) is compared by content, as the engine's key would.
-            let path = root.join(&self.workspace.packages[i].path);
-            let content = Digest::of(&std::fs::read(&path).ok()?);
-            if content == index.packages[i].content {
-                continue;
-            }
-            let eval = self.evaluate(i, &mut run)?;
-            // The file must still hold what was hashed: else its Eval output
-            // belongs to no content the snapshot could name.
-            if Digest::of(&std::fs::read(&path).ok()?) != content {
-                return None;
-            }
-            index.packages[i].content = content;
-            let digest = Digest::of(&eval);
-            if digest != index.packages[i].eval {
-                let interface = run(
-                    &InterfaceTask {
-                        identity: format!("interface //{}", index.packages[i].name),
-                    },
-                    std::slice::from_ref(&eval),
-                    Some(i),
-                )?;
-                if Digest::of(&interface) != index.packages[i].interface {
-                    return None; // the plan may differ
+        // While the edited files are evaluated, the units they may reach
+        // are read: their packs, and the deployment each pack holds.
+        let changed_set: HashSet<u32> = changed_packages.iter().map(|&i| i as u32).collect();
+        let reads: Vec<PackRead> = index
+            .units
+            .iter()
+            .enumerate()
+            .filter(|(_, unit)| {
+                unit.packages.iter().any(|p| changed_set.contains(p))
+                    || unit
+                        .sources
+                        .iter()
+                        .any(|s| changed_sources.contains(s.as_str()))
+            })
+            .filter_map(|(u, unit)| {
+                let own = index
+                    .packages
+                    .iter()
+                    .position(|p| p.name == unit.label.package)?;
+                let current = !changed_set.contains(&(own as u32))
+                    && unit.own_eval == index.packages[own].eval;
+                Some(PackRead {
+                    unit: u,
+                    path: pack_path(stamp, &unit.label, &unit.target),
+                    digest: unit.pack,
+                    deployment: unit.label.clone(),
+                    own: current.then_some(unit.own),
+                })
+            })
+            .collect();
+        let (evaluated, mut prefetched) = rayon::join(
+            || -> Option<()> {
+                for &i in &changed_packages {
+                    // A file touched but not changed (or merely too recent to trust
+                    // its stat) is compared by content, as the engine's key would.
+                    let path = root.join(&self.workspace.packages[i].path);
+                    let content = Digest::of(&std::fs::read(&path).ok()?);
+                    if content == index.packages[i].content {
+                        continue;
+                    }
+                    let eval = self.evaluate(i, &mut run)?;
+                    // The file must still hold what was hashed: else its Eval output
+                    // belongs to no content the snapshot could name.
+                    if Digest::of(&std::fs::read(&path).ok()?) != content {
+                        return None;
+                    }
+                    index.packages[i].content = content;
+                    let digest = Digest::of(&eval);
+                    if digest != index.packages[i].eval {
+                        let interface = run(
+                            &InterfaceTask {
+                                identity: format!("interface //{}", index.packages[i].name),
+                            },
+                            std::slice::from_ref(&eval),
+                            Some(i),
+                        )?;
+                        if Digest::of(&interface) != index.packages[i].interface {
+                            return None; // the plan may differ
+                        }
+                        old_evals.push(index.packages[i].eval);
+                        index.packages[i].eval = digest;
+                        new_evals.push((digest, eval.clone()));
+                        dirty_packages.insert(i as u32);
+                    }
+                    evals.insert(i, eval);
                 }
-                old_evals.push(index.packages[i].eval);
-                index.packages[i].eval = digest;
-                new_evals.push((digest, eval.clone()));
-                dirty_packages.insert(i as u32);
-            }
-            evals.insert(i, eval);
-        }
-
+                Some(())
+            },
+            || {
+                reads
+                    .into_par_iter()
+                    .map(|read| (read.unit, self.read_unit(read)))
+                    .collect::<HashMap<_, _>>()
+            },
+        );
+        evaluated?;
         // Resolve and render the services that read a changed package.
-        let universe = Arc::new(SharedUniverse::detached(
-            self.options.clone(),
-            self.workspace.settings.clone(),
-        ));
         let mut resolved: HashMap<(String, String, String), Arc<[u8]>> = HashMap::new();
         let mut dirty_units = Vec::new();
+        // The Assembles run, by identity (the rule's `assemble` itself runs
+        // only for a changed fragment).
+        let mut assembles = Vec::new();
         let mut warnings = Vec::new();
         for (u, unit) in index.units.iter().enumerate() {
             if !unit.packages.iter().any(|p| dirty_packages.contains(p))
@@ -552,39 +759,46 @@ impl Session {
             {
                 continue;
             }
-            // The deployment's own package is read by every Resolve of the
-            // unit, and may be large: decode it while the pack is read.
-            let own = index
-                .packages
-                .iter()
-                .position(|p| p.name == unit.label.package)
-                .filter(|p| !evals.contains_key(p));
-            let (pack, own) = rayon::join(
-                || {
-                    read_pack(
-                        &pack_path(stamp, &unit.label, &unit.target),
-                        Some(unit.pack),
-                    )
-                },
-                || {
-                    let p = own?;
-                    let eval = read_eval(stamp, &index.packages[p].eval)?;
-                    let name = std::slice::from_ref(&index.packages[p].name);
-                    universe
-                        .universe_of(name, std::iter::once(&eval[..]))
-                        .ok()?;
-                    Some((p, eval))
-                },
-            );
+            let UnitRead {
+                pack,
+                universe,
+                own: reduced,
+            } = prefetched.remove(&u).unwrap_or_else(|| {
+                self.read_unit(PackRead {
+                    unit: u,
+                    path: pack_path(stamp, &unit.label, &unit.target),
+                    digest: unit.pack,
+                    deployment: unit.label.clone(),
+                    own: None,
+                })
+            });
             let Some(mut pack) = pack else {
                 // A pack that is missing or not the one the index names:
                 // drop the index, so that the full path writes all anew.
                 forget(stamp);
                 return None;
             };
-            if let Some((p, eval)) = own {
-                evals.insert(p, eval);
-            }
+            // The deployment's own package, read by every Resolve of the
+            // unit: the pack's reduced copy when it is of the current Eval
+            // output (the whole may be large), else the whole. A universe
+            // of the unit's own, as the copy holds only its deployment.
+            let own = index
+                .packages
+                .iter()
+                .position(|p| p.name == unit.label.package)?;
+            let current = unit.own_eval == index.packages[own].eval;
+            let own_eval: Arc<[u8]> = match (evals.get(&own), reduced) {
+                (Some(eval), _) => eval.clone(),
+                (None, Some(reduced)) => reduced,
+                (None, None) if current => {
+                    read_own(&pack_path(stamp, &unit.label, &unit.target), &unit.own)?
+                }
+                (None, None) => {
+                    let eval = read_eval(stamp, &index.packages[own].eval)?;
+                    evals.insert(own, eval.clone());
+                    eval
+                }
+            };
             let rule = self.rules.get(unit.target.as_str())?.clone();
             let env = rule.env().id();
             let deployment = Arc::new(Deployment {
@@ -596,6 +810,15 @@ impl Session {
             });
             let deployment_digest = deployment_digest(&deployment);
             let mut renders_changed = false;
+            let mut fragments_changed = false;
+            // The files of the Renders that changed, to put in the folder.
+            let mut files: Vec<OutputFile> = Vec::new();
+            let old_paths: HashSet<String> = pack
+                .shared
+                .iter()
+                .chain(pack.services.iter().flat_map(|s| &s.files))
+                .map(|entry| entry.path.clone())
+                .collect();
             for service in &mut pack.services {
                 let source_changed = service
                     .sources
@@ -612,6 +835,7 @@ impl Session {
                         for &p in &service.packages {
                             let p = p as usize;
                             let eval = match evals.get(&p) {
+                                _ if p == own => own_eval.clone(),
                                 Some(eval) => eval.clone(),
                                 None => {
                                     let eval = read_eval(stamp, &index.packages[p].eval)?;
@@ -679,33 +903,72 @@ impl Session {
                 }
                 let digest = Digest::of(&rendered);
                 if digest != service.render {
+                    let parts = rendered_parts(&rendered).ok()?;
                     service.render = digest;
-                    service.rendered = rendered;
+                    service.files = entries_of(&parts.files);
+                    files.extend(parts.files.iter().map(|(path, mode, bytes)| OutputFile {
+                        path: path.to_string(),
+                        bytes: bytes.to_vec(),
+                        mode: *mode,
+                    }));
+                    if parts.fragment != service.fragment {
+                        service.fragment = parts.fragment.to_vec();
+                        fragments_changed = true;
+                    }
                     renders_changed = true;
                 }
             }
+            // A deployment's package that changed: its unit's own file
+            // anew, from the whole Eval output.
+            let own_file = if current {
+                None
+            } else {
+                let package: Package = serde_json::from_slice(&own_eval).ok()?;
+                Some((
+                    index.packages[own].eval,
+                    reduced_eval(&package, &unit.label.name)?,
+                ))
+            };
+            // The Assemble, over the files of the Renders by digest: only
+            // a changed fragment runs the rule's `assemble` again.
             let assembled = if renders_changed {
-                let assemble = AssembleTask {
-                    identity: format!("assemble {} ({})", unit.label, unit.target),
-                    rule: rule.clone(),
-                    deployment: deployment.clone(),
-                    deployment_digest,
-                    layers: 0,
-                };
-                let outputs: Vec<Arc<[u8]>> =
-                    pack.services.iter().map(|s| s.rendered.clone()).collect();
-                let bytes = run(&assemble, &outputs, None)?;
-                let digest = Digest::of(&bytes);
-                (digest != unit.assembled).then_some((digest, bytes))
+                assembles.push(format!("assemble {} ({})", unit.label, unit.target));
+                if fragments_changed {
+                    let (shared, shared_files) =
+                        assemble_shared(rule.as_ref(), &deployment, &pack.services)?;
+                    pack.shared = shared;
+                    files.extend(shared_files);
+                }
+                for file in &files {
+                    materialize::check_relative_path(&file.path).ok()?;
+                }
+                let whole = tree_of(&pack.shared, &pack.services)?;
+                let tree = tree_digest(&whole);
+                let new_paths: HashSet<&str> = whole.iter().map(|e| e.path.as_str()).collect();
+                let mut removed: Vec<String> = old_paths
+                    .into_iter()
+                    .filter(|path| !new_paths.contains(path.as_str()))
+                    .collect();
+                removed.sort();
+                (tree != unit.assembled).then_some(Patch {
+                    tree,
+                    files,
+                    removed,
+                })
             } else {
                 None
             };
+
             dirty_units.push(Dirty {
                 unit: u,
                 pack,
+                own: own_file,
                 assembled,
             });
         }
+
+        *counts.entry("assemble").or_default() += assembles.len() as u64;
+        explanations.extend(assembles.into_iter().map(|identity| (identity, None)));
 
         // Nothing failed: from here on the workspace is written.
         crate::stamp::forget(stamp);
@@ -726,34 +989,67 @@ impl Session {
             warnings,
             ..BuildResult::default()
         };
-        let mut materialized = BTreeSet::new();
-        for dirty in &dirty_units {
-            let Some((digest, bytes)) = &dirty.assembled else {
-                continue;
-            };
-            let unit = &index.units[dirty.unit];
-            let files: Vec<OutputFile> = crate::codec::decode_artifacts(bytes)
-                .ok()?
-                .into_iter()
-                .map(OutputFile::from)
-                .collect();
-            *counts.entry("materialize").or_default() += 1;
-            // A folder that cannot be written: the full path reports it.
-            materialize::materialize(&unit.dir, &files, &digest.to_hex()).ok()?;
-            materialized.insert(dirty.unit);
-        }
-        let mut written = new_evals
-            .iter()
-            .all(|(digest, bytes)| write_atomically(&eval_path(stamp, digest), bytes));
-        for entry in &dirty_units {
+        // The folders patched (with their new state), while the snapshot's
+        // Eval outputs and packs are written.
+        let (materialized, packs) = rayon::join(
+            || -> Option<BTreeMap<usize, FolderState>> {
+                dirty_units
+                    .par_iter()
+                    .filter_map(|dirty| Some((dirty, dirty.assembled.as_ref()?)))
+                    .map(|(dirty, patch)| {
+                        let unit = &index.units[dirty.unit];
+                        // A folder that cannot be written: the full path
+                        // reports it.
+                        let state = materialize::patch(
+                            &unit.dir,
+                            &unit.assembled.to_hex(),
+                            &patch.files,
+                            &patch.removed,
+                            &patch.tree.to_hex(),
+                        )
+                        .ok()?;
+                        Some((dirty.unit, state))
+                    })
+                    .collect()
+            },
+            || -> Option<Vec<(Digest, Option<Digest>)>> {
+                if !new_evals
+                    .par_iter()
+                    .all(|(digest, bytes)| write_atomically(&eval_path(stamp, digest), bytes))
+                {
+                    return None;
+                }
+                dirty_units
+                    .par_iter()
+                    .map(|entry| {
+                        let unit = &index.units[entry.unit];
+                        let path = pack_path(stamp, &unit.label, &unit.target);
+                        let own = match &entry.own {
+                            Some((_, bytes)) => Some(write_own(&path, bytes)?),
+                            None => None,
+                        };
+                        Some((write_pack(&path, &entry.pack)?, own))
+                    })
+                    .collect()
+            },
+        );
+        let materialized = materialized?;
+        *counts.entry("materialize").or_default() += materialized.len() as u64;
+        let written = packs.is_some();
+        for (i, entry) in dirty_units.iter().enumerate() {
             let unit = &mut index.units[entry.unit];
-            if let Some((digest, _)) = &entry.assembled {
-                unit.assembled = *digest;
+            if let Some(patch) = &entry.assembled {
+                unit.assembled = patch.tree;
             }
-            unit.key = key_of(&entry.pack);
-            match write_pack(&pack_path(stamp, &unit.label, &unit.target), &entry.pack) {
-                Some(digest) => unit.pack = digest,
-                None => written = false,
+            if let (Some((own_eval, _)), Some((_, Some(own)))) =
+                (&entry.own, packs.as_ref().map(|p| p[i]))
+            {
+                unit.own_eval = *own_eval;
+                unit.own = own;
+            }
+            unit.key = key_of(&entry.pack, &unit.own_eval);
+            if let Some(digests) = &packs {
+                unit.pack = digests[i].0;
             }
         }
         index.started_at_ns = started_at_ns;
@@ -774,56 +1070,69 @@ impl Session {
             summary.cached -= moved;
             summary.executed += count;
         }
-        for &u in &materialized {
+        for &u in materialized.keys() {
             let unit = &index.units[u];
             result.explanations.push((
                 format!("materialize {} ({})", unit.label, unit.target),
                 why.clone(),
             ));
         }
-        let assembled: HashMap<&Path, String> = index
-            .units
-            .iter()
-            .map(|u| (u.dir.as_path(), u.assembled.to_hex()))
-            .collect();
-        let outputs: Vec<(PathBuf, String, Option<FolderState>)> = changed
+        // The stamp: the folders patched in their new state (by their
+        // index in the stamp), the others as they were.
+        let by_dir: HashMap<&Path, usize> = changed
             .stamp
             .outputs
             .iter()
-            .map(|(dir, state)| {
-                let hex = assembled.get(dir.as_path()).cloned().unwrap_or_default();
-                let now = materialized
-                    .iter()
-                    .all(|&u| index.units[u].dir != *dir)
-                    .then(|| state.clone());
-                (dir.clone(), hex, now)
-            })
+            .enumerate()
+            .map(|(i, (dir, _))| (dir.as_path(), i))
             .collect();
-        let inputs: Vec<PathBuf> = changed
+        let mut patched = BTreeMap::new();
+        for (u, state) in materialized {
+            patched.insert(*by_dir.get(index.units[u].dir.as_path())?, state);
+        }
+        crate::stamp::record_patched(stamp, started_at_ns, &changed, &patched, &summary);
+        result.ok = true;
+        result.summary = summary;
+        result.outputs = changed
+            .stamp
+            .outputs
+            .iter()
+            .map(|(dir, _)| dir.clone())
+            .collect();
+        result.inputs = changed
             .stamp
             .inputs
             .iter()
             .map(|(file, _)| file.clone())
             .collect();
-        let stats = inputs
-            .iter()
-            .cloned()
-            .zip(changed.now.iter().copied())
-            .collect();
-        crate::stamp::record_stats(
-            stamp,
-            started_at_ns,
-            &changed.stamp.packages,
-            stats,
-            &outputs,
-            &summary,
-        );
-        result.ok = true;
-        result.summary = summary;
-        result.outputs = outputs.into_iter().map(|(dir, _, _)| dir).collect();
-        result.inputs = inputs;
         result.strategy = crate::session::Strategy::Delta;
         Some(result)
+    }
+
+    /// A unit's pack, and a universe for its Resolves; with `read.own`,
+    /// holding the pack's reduced copy of the deployment's package,
+    /// decoded with that deployment, when it is of the current Eval output.
+    fn read_unit(&self, read: PackRead) -> UnitRead {
+        let universe = Arc::new(SharedUniverse::detached(
+            self.options.clone(),
+            self.workspace.settings.clone(),
+        ));
+        // The longer job first: the other is left to a free thread.
+        let (own, pack) = rayon::join(
+            || {
+                let own = read_own(&read.path, &read.own?)?;
+                let name = std::slice::from_ref(&read.deployment.package);
+                let decoded = universe.universe_of(name, std::iter::once(&own[..])).ok()?;
+                decoded.prepare(&read.deployment);
+                Some(own)
+            },
+            || read_pack(&read.path, Some(read.digest)),
+        );
+        UnitRead {
+            pack,
+            universe,
+            own,
+        }
     }
 
     /// Parse and Eval of the package at `index`, run detached (never a Nix
@@ -868,11 +1177,36 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> bool {
 fn write_pack(path: &Path, pack: &Pack) -> Option<Digest> {
     let bytes = encode_pack(pack);
     let digest = Digest::of(&bytes);
+    // Removed first: renaming over an existing file makes ext4 start
+    // writing it back at once (`auto_da_alloc`), a millisecond here. Only
+    // a build whose index names this pack reads it, and the index is
+    // forgotten while packs are written.
+    let _ = std::fs::remove_file(path);
     write_atomically(path, &bytes).then_some(digest)
 }
 
 /// The pack at `path`; with `expected`, only when its digest is that
 /// (which then stands for its checksum).
+/// The own file beside the pack at `pack`.
+fn own_path(pack: &Path) -> PathBuf {
+    pack.with_extension("own")
+}
+
+/// Writes the own file of the unit whose pack is at `pack` (removed
+/// first, as `write_pack` does); returns its digest.
+fn write_own(pack: &Path, bytes: &[u8]) -> Option<Digest> {
+    let path = own_path(pack);
+    let _ = std::fs::remove_file(&path);
+    write_atomically(&path, bytes).then(|| Digest::of(bytes))
+}
+
+/// The own file of the unit whose pack is at `pack`, when its digest is
+/// `expected`.
+fn read_own(pack: &Path, expected: &Digest) -> Option<Arc<[u8]>> {
+    let bytes = std::fs::read(own_path(pack)).ok()?;
+    (Digest::of(&bytes) == *expected).then(|| Arc::from(bytes))
+}
+
 fn read_pack(path: &Path, expected: Option<Digest>) -> Option<Pack> {
     let bytes = std::fs::read(path).ok()?;
     let body = match expected {
@@ -915,6 +1249,8 @@ fn encode_index(index: &Index) -> Vec<u8> {
         out.strings(&unit.sources);
         out.digest(&unit.key);
         out.digest(&unit.pack);
+        out.digest(&unit.own_eval);
+        out.digest(&unit.own);
     }
     seal(out.0)
 }
@@ -959,6 +1295,8 @@ fn decode_index(bytes: &[u8]) -> Option<Index> {
                 sources,
                 key: input.digest()?,
                 pack: input.digest()?,
+                own_eval: input.digest()?,
+                own: input.digest()?,
             })
         })
         .collect::<Option<Vec<_>>>()?;
@@ -970,12 +1308,13 @@ fn decode_index(bytes: &[u8]) -> Option<Index> {
 }
 
 fn encode_pack(pack: &Pack) -> Vec<u8> {
-    let size: usize = pack.services.iter().map(|s| s.rendered.len() + 256).sum();
+    let size: usize = pack.services.iter().map(|s| s.fragment.len() + 256).sum();
     let mut out = Writer(Vec::with_capacity(size + 64));
     out.0.extend_from_slice(PACK_MAGIC);
     out.u32(FORMAT);
     out.optional(pack.namespace.as_deref());
     out.optional(pack.base_layer.as_deref());
+    encode_tree(&mut out, &pack.shared);
     out.u64(pack.services.len() as u64);
     for service in &pack.services {
         out.bytes(service.name.as_bytes());
@@ -984,9 +1323,31 @@ fn encode_pack(pack: &Pack) -> Vec<u8> {
         out.strings(&service.sources);
         out.digest(&service.resolve);
         out.digest(&service.render);
-        out.bytes(&service.rendered);
+        out.bytes(&service.fragment);
+        encode_tree(&mut out, &service.files);
     }
     seal(out.0)
+}
+
+fn encode_tree(out: &mut Writer, entries: &[TreeEntry]) {
+    out.u64(entries.len() as u64);
+    for entry in entries {
+        out.bytes(entry.path.as_bytes());
+        out.u32(entry.mode);
+        out.digest(&entry.digest);
+    }
+}
+
+fn decode_tree(input: &mut Reader) -> Option<Vec<TreeEntry>> {
+    (0..input.count()?)
+        .map(|_| {
+            Some(TreeEntry {
+                path: input.string()?,
+                mode: input.u32()?,
+                digest: input.digest()?,
+            })
+        })
+        .collect()
 }
 
 /// Decodes a pack's body (its checksum already verified).
@@ -997,6 +1358,7 @@ fn decode_pack(body: &[u8]) -> Option<Pack> {
     }
     let namespace = input.optional()?;
     let base_layer = input.optional()?;
+    let shared = decode_tree(&mut input)?;
     let services = (0..input.count()?)
         .map(|_| {
             let name = input.string()?;
@@ -1005,7 +1367,8 @@ fn decode_pack(body: &[u8]) -> Option<Pack> {
             let sources = input.strings()?;
             let resolve = input.digest()?;
             let render = input.digest()?;
-            let rendered: Arc<[u8]> = Arc::from(input.bytes()?);
+            let fragment = input.bytes()?.to_vec();
+            let files = decode_tree(&mut input)?;
             Some(ServiceEntry {
                 name,
                 label,
@@ -1013,13 +1376,15 @@ fn decode_pack(body: &[u8]) -> Option<Pack> {
                 sources,
                 resolve,
                 render,
-                rendered,
+                fragment,
+                files,
             })
         })
         .collect::<Option<Vec<_>>>()?;
     input.0.is_empty().then_some(Pack {
         namespace,
         base_layer,
+        shared,
         services,
     })
 }

@@ -21,8 +21,10 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use n2d_cache::Digest;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+
+use crate::binary::{checked_body, seal, Reader, Writer};
 
 /// The name of the manifest inside a target folder.
 pub const MANIFEST: &str = ".n2d-manifest";
@@ -65,6 +67,8 @@ pub enum MaterializeError {
     BadPath { path: String, reason: &'static str },
     #[error("refusing to write through the symbolic link `{0}`")]
     Symlink(PathBuf),
+    #[error("`{0}` does not hold the output its manifest last recorded")]
+    NotAsRecorded(PathBuf),
     #[error("{action} `{path}`: {source}")]
     Io {
         action: &'static str,
@@ -84,16 +88,16 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Mater
 
 /// One file as the manifest remembers it: enough to tell, with one `stat`,
 /// that the file on disk is still exactly what n2d wrote.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct ManifestEntry {
-    digest: String,
+    digest: Digest,
     mode: u32,
     size: u64,
     mtime_ns: i128,
     inode: u64,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Manifest {
     /// What the folder holds: the digest of the assembled output it was
     /// materialized from (empty while a materialization is under way).
@@ -169,6 +173,71 @@ pub fn materialize(
     Ok(outcome)
 }
 
+/// Applies a change to a folder whose manifest says it holds what was
+/// materialized from `from` (the caller checked its files, as the no-op
+/// stamp does): puts `files` (new or changed), removes `removed` (paths it
+/// no longer holds), and records `source`. Returns the folder's new state.
+/// New paths are claimed in the manifest first, as [`materialize`] does.
+/// Paths it already lists need no claim: a build killed half-way leaves
+/// files whose stat differs from the manifest's (a rename gives a new
+/// inode) or that are gone, so no build finds the folder in sync.
+pub fn patch(
+    dir: &Path,
+    from: &str,
+    files: &[OutputFile],
+    removed: &[String],
+    source: &str,
+) -> Result<FolderState, MaterializeError> {
+    for file in files {
+        check_relative_path(&file.path)?;
+    }
+    for path in removed {
+        check_relative_path(path)?;
+    }
+    let mut manifest = read_manifest(dir);
+    if from.is_empty() || manifest.source != from {
+        return Err(MaterializeError::NotAsRecorded(dir.to_path_buf()));
+    }
+    if files.iter().any(|f| !manifest.files.contains_key(&f.path)) {
+        manifest.source = String::new();
+        for file in files {
+            manifest.files.entry(file.path.clone()).or_insert(None);
+        }
+        write_manifest(dir, &manifest)?;
+    }
+
+    ensure_parent_dirs(dir, files)?;
+    let results: Vec<ManifestEntry> = files
+        .par_iter()
+        .map(|file| {
+            let previous = manifest.files.get(&file.path).cloned().flatten();
+            put_file(dir, file, previous.as_ref()).map(|(entry, _)| entry)
+        })
+        .collect::<Result<_, _>>()?;
+    for (file, entry) in files.iter().zip(results) {
+        manifest.files.insert(file.path.clone(), Some(entry));
+    }
+    for stale in removed {
+        let path = dir.join(stale);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                fs::remove_file(&path).map_err(io("removing the stale output", &path))?;
+                remove_empty_parents(dir, &path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("inspecting the stale output", &path)(e)),
+        }
+        manifest.files.remove(stale);
+    }
+    manifest.source = source.to_string();
+    write_manifest(dir, &manifest)?;
+    let path = dir.join(MANIFEST);
+    let stat = fs::symlink_metadata(&path).map_err(io("inspecting", &path))?;
+    state_of(manifest, recorded_stat(&stat, u32::MAX))
+        .ok_or_else(|| MaterializeError::NotAsRecorded(dir.to_path_buf()))
+}
+
 /// Whether `dir` holds exactly what was materialized from `source`, every
 /// file still on disk as written (one `stat` each): the no-op build's check
 /// that nobody edited or deleted an output.
@@ -212,6 +281,12 @@ pub fn folder_state(dir: &Path, source: &str) -> Option<FolderState> {
     {
         return None;
     }
+    state_of(manifest, manifest_stat)
+}
+
+/// The state a manifest records, with its own stat; `None` while it
+/// claims a path it has no entry for.
+fn state_of(manifest: Manifest, manifest_stat: RecordedStat) -> Option<FolderState> {
     let files = manifest
         .files
         .into_iter()
@@ -387,7 +462,7 @@ fn put_file(
     previous: Option<&ManifestEntry>,
 ) -> Result<(ManifestEntry, bool), MaterializeError> {
     let path = dir.join(&file.path);
-    let digest = blake3::hash(&file.bytes).to_hex().to_string();
+    let digest = Digest::of(&file.bytes);
     let mode = file.mode & 0o7777;
     let existing = fs::symlink_metadata(&path);
     if let Ok(meta) = &existing {
@@ -479,7 +554,7 @@ fn create_whole(parent: &Path, path: &Path, bytes: &[u8], mode: u32) -> Option<f
     (linked == 0).then_some(meta)
 }
 
-fn entry_for(meta: &fs::Metadata, digest: String, mode: u32) -> ManifestEntry {
+fn entry_for(meta: &fs::Metadata, digest: Digest, mode: u32) -> ManifestEntry {
     ManifestEntry {
         digest,
         mode,
@@ -552,21 +627,102 @@ fn read_manifest(dir: &Path) -> Manifest {
     // A missing or damaged manifest only costs content comparisons.
     fs::read(dir.join(MANIFEST))
         .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .and_then(|bytes| decode_manifest(&bytes))
         .unwrap_or_default()
 }
 
 fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), MaterializeError> {
     let path = dir.join(MANIFEST);
     let tmp = dir.join(format!("{MANIFEST}{TMP_MARK}{}", std::process::id()));
-    let bytes = serde_json::to_vec(manifest).expect("a manifest always serializes");
-    fs::write(&tmp, bytes).map_err(io("writing the manifest", &tmp))?;
+    fs::write(&tmp, encode_manifest(manifest)).map_err(io("writing the manifest", &tmp))?;
     fs::rename(&tmp, &path).map_err(io("renaming the manifest into place", &path))
+}
+
+/// The manifest's encoding: binary with a checksum (`binary`), as it is
+/// read and written whole by every build that changes the folder.
+const MANIFEST_MAGIC: &[u8; 8] = b"n2dmanif";
+const MANIFEST_FORMAT: u32 = 1;
+
+fn encode_manifest(manifest: &Manifest) -> Vec<u8> {
+    let mut out = Writer(Vec::with_capacity(128 * manifest.files.len() + 128));
+    out.0.extend_from_slice(MANIFEST_MAGIC);
+    out.u32(MANIFEST_FORMAT);
+    out.bytes(manifest.source.as_bytes());
+    out.u64(manifest.files.len() as u64);
+    for (path, entry) in &manifest.files {
+        out.bytes(path.as_bytes());
+        match entry {
+            None => out.u32(0),
+            Some(entry) => {
+                out.u32(1);
+                out.digest(&entry.digest);
+                out.u32(entry.mode);
+                out.u64(entry.size);
+                out.i128(entry.mtime_ns);
+                out.u64(entry.inode);
+            }
+        }
+    }
+    seal(out.0)
+}
+
+fn decode_manifest(bytes: &[u8]) -> Option<Manifest> {
+    let mut input = Reader(checked_body(bytes)?);
+    if input.take(8)? != MANIFEST_MAGIC || input.u32()? != MANIFEST_FORMAT {
+        return None;
+    }
+    let source = input.string()?;
+    let files = (0..input.count()?)
+        .map(|_| {
+            let path = input.string()?;
+            let entry = match input.u32()? {
+                0 => None,
+                1 => Some(ManifestEntry {
+                    digest: input.digest()?,
+                    mode: input.u32()?,
+                    size: input.u64()?,
+                    mtime_ns: input.i128()?,
+                    inode: input.u64()?,
+                }),
+                _ => return None,
+            };
+            Some((path, entry))
+        })
+        .collect::<Option<_>>()?;
+    input.0.is_empty().then_some(Manifest { source, files })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_decodes_to_itself_and_a_damaged_one_to_nothing() {
+        let manifest = Manifest {
+            source: "abc".into(),
+            files: BTreeMap::from([
+                ("a".to_string(), None),
+                (
+                    "b/c".to_string(),
+                    Some(ManifestEntry {
+                        digest: Digest::of(b"x"),
+                        mode: 0o600,
+                        size: 1,
+                        mtime_ns: -3,
+                        inode: 9,
+                    }),
+                ),
+            ]),
+        };
+        let bytes = encode_manifest(&manifest);
+        assert_eq!(decode_manifest(&bytes), Some(manifest));
+        for at in [0, 12, bytes.len() / 2, bytes.len() - 1] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 1;
+            assert_eq!(decode_manifest(&damaged), None, "byte {at} flipped");
+        }
+        assert_eq!(decode_manifest(&bytes[..bytes.len() - 1]), None);
+    }
 
     fn file(path: &str, text: &str, mode: u32) -> OutputFile {
         OutputFile {

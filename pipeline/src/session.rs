@@ -10,6 +10,7 @@
 //! outputs (which packages exist, which services a deployment holds); the
 //! engine connects them by output digest (`Graph::import`), so caching and
 //! early cutoff work across stages.
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -195,7 +196,8 @@ impl Session {
             .map(|p| p.display_path())
             .collect();
         let stamp = crate::stamp::stamp_path(&self.cache_dir, &self.stamp_key(request));
-        match crate::stamp::check(&stamp, &packages) {
+        let check = crate::stamp::check(&stamp, &packages);
+        match check {
             crate::stamp::Check::Unchanged(outputs, inputs, summary) => {
                 return Ok(BuildResult {
                     ok: true,
@@ -560,7 +562,7 @@ impl Session {
                     target: target.clone(),
                     deployment: deployment.clone(),
                     services: unit_services,
-                    assemble,
+                    tree: None,
                     eligible: eligible && layer_count == 0,
                 });
             }
@@ -579,16 +581,30 @@ impl Session {
             }
         }
 
-        // Stage 4: materialize what is out of sync.
+        // Stage 4: materialize what is out of sync. A folder is named by
+        // the digest of its files (`codec::tree_digest`), which the delta
+        // path can compute without the files it did not change.
+        let trees: Vec<Option<n2d_cache::Digest>> = assembles
+            .par_iter()
+            .map(|(_, _, assemble)| {
+                third.outcome(*assemble).output?;
+                let bytes = third.output(*assemble).ok()?;
+                let tree = crate::codec::assembled_tree(&bytes).ok()?;
+                Some(crate::codec::tree_digest(&tree))
+            })
+            .collect();
+        for (unit, tree) in units.iter_mut().zip(&trees) {
+            unit.tree = *tree;
+        }
         let mut graph = Graph::new();
         let mut in_sync = 0;
         let mut stamped_outputs = Vec::new();
-        for (label, target, assemble) in &assembles {
-            let Some(digest) = third.outcome(*assemble).output else {
+        for ((label, target, assemble), tree) in assembles.iter().zip(&trees) {
+            let Some(tree) = tree else {
                 continue;
             };
             let dir = self.target_dir(&label.package, &label.name, target);
-            let assembled = digest.to_hex();
+            let assembled = tree.to_hex();
             result.outputs.push(dir.clone());
             // A folder found in sync goes into the stamp as found.
             let state = materialize::folder_state(&dir, &assembled)

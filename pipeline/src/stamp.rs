@@ -40,6 +40,9 @@ pub(crate) struct Stamp {
     pub(crate) outputs: Vec<(PathBuf, FolderState)>,
     /// Tasks per kind in the build that wrote the stamp: reported as cached.
     pub(crate) tasks: BTreeMap<String, u64>,
+    /// The encoding it was decoded from, and where each output's record
+    /// lies in it: a delta build copies the folders it did not change.
+    raw: Option<(Vec<u8>, Vec<std::ops::Range<usize>>)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +138,7 @@ impl Changed {
 /// Compares the stamp at `path` with the workspace, whose module files are
 /// `packages`.
 pub fn check(path: &Path, packages: &[String]) -> Check {
-    let Some(stamp) = std::fs::read(path).ok().and_then(|bytes| decode(&bytes)) else {
+    let Some(stamp) = std::fs::read(path).ok().and_then(decode) else {
         return Check::Unknown;
     };
     if stamp.packages != packages {
@@ -258,17 +261,14 @@ pub fn record_stats(
         let _ = std::fs::remove_file(path);
         return;
     };
-    let tasks = summary
-        .by_kind
-        .iter()
-        .map(|(kind, counts)| (kind.to_string(), counts.executed + counts.cached))
-        .collect();
+    let tasks = tasks_of(summary);
     let stamp = Stamp {
         started_at_ns,
         packages: packages.to_vec(),
         inputs,
         outputs,
         tasks,
+        raw: None,
     };
     let Some(dir) = path.parent() else { return };
     if std::fs::create_dir_all(dir).is_err() {
@@ -279,6 +279,72 @@ pub fn record_stats(
     if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
+}
+
+/// Records a delta build of the stamp `changed` started from: the inputs
+/// with the stats the check took, `patched` output folders (by index) in
+/// their new state, the others as the old stamp holds them, copied from
+/// its encoding.
+pub(crate) fn record_patched(
+    path: &Path,
+    started_at_ns: i128,
+    changed: &Changed,
+    patched: &BTreeMap<usize, FolderState>,
+    summary: &Summary,
+) {
+    let stamp = &changed.stamp;
+    let Some((raw, ranges)) = &stamp.raw else {
+        return;
+    };
+    let mut head = Writer(Vec::with_capacity(128 * stamp.inputs.len() + 256));
+    encode_head(
+        &mut head,
+        started_at_ns,
+        &stamp.packages,
+        stamp.inputs.iter().map(|(file, _)| file).zip(&changed.now),
+    );
+    head.u64(stamp.outputs.len() as u64);
+    let mut parts: Vec<std::borrow::Cow<'_, [u8]>> = vec![head.0.into()];
+    for (i, (dir, _)) in stamp.outputs.iter().enumerate() {
+        match patched.get(&i) {
+            Some(state) => {
+                let mut out = Writer(Vec::with_capacity(64 * state.files.len() + 256));
+                encode_output(&mut out, dir, state);
+                parts.push(out.0.into());
+            }
+            None => parts.push(raw[ranges[i].clone()].into()),
+        }
+    }
+    let mut tail = Writer(Vec::new());
+    encode_tasks(&mut tail, &tasks_of(summary));
+    parts.push(tail.0.into());
+    let mut hasher = blake3::Hasher::new();
+    for part in &parts {
+        hasher.update(part);
+    }
+    let checksum = hasher.finalize();
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let written = (|| -> std::io::Result<()> {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&tmp)?;
+        for part in &parts {
+            file.write_all(part)?;
+        }
+        file.write_all(checksum.as_bytes())?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+fn tasks_of(summary: &Summary) -> BTreeMap<String, u64> {
+    summary
+        .by_kind
+        .iter()
+        .map(|(kind, counts)| (kind.to_string(), counts.executed + counts.cached))
+        .collect()
 }
 
 /// Forgets the stamp (before a build that may change outputs).
@@ -299,41 +365,66 @@ const MAGIC: &[u8; 8] = b"n2dstamp";
 const FORMAT: u32 = 2;
 
 fn encode(stamp: &Stamp) -> Vec<u8> {
-    let mut out = Writer(Vec::with_capacity(64 * 1024));
+    let files: usize = stamp.outputs.iter().map(|(_, s)| s.files.len()).sum();
+    let mut out = Writer(Vec::with_capacity(
+        128 * stamp.inputs.len() + 96 * files + 64 * 1024,
+    ));
+    encode_head(
+        &mut out,
+        stamp.started_at_ns,
+        &stamp.packages,
+        stamp.inputs.iter().map(|(file, stat)| (file, stat)),
+    );
+    out.u64(stamp.outputs.len() as u64);
+    for (dir, state) in &stamp.outputs {
+        encode_output(&mut out, dir, state);
+    }
+    encode_tasks(&mut out, &stamp.tasks);
+    crate::binary::seal(out.0)
+}
+
+fn encode_head<'a>(
+    out: &mut Writer,
+    started_at_ns: i128,
+    packages: &[String],
+    inputs: impl ExactSizeIterator<Item = (&'a PathBuf, &'a FileStat)>,
+) {
     out.0.extend_from_slice(MAGIC);
     out.u32(FORMAT);
-    out.i128(stamp.started_at_ns);
-    out.u64(stamp.packages.len() as u64);
-    for package in &stamp.packages {
+    out.i128(started_at_ns);
+    out.u64(packages.len() as u64);
+    for package in packages {
         out.bytes(package.as_bytes());
     }
-    out.u64(stamp.inputs.len() as u64);
-    for (file, stat) in &stamp.inputs {
+    out.u64(inputs.len() as u64);
+    for (file, stat) in inputs {
         out.bytes(file.as_os_str().as_bytes());
         out.i128(stat.mtime_ns);
         out.u64(stat.size);
         out.u64(stat.inode);
     }
-    out.u64(stamp.outputs.len() as u64);
-    for (dir, state) in &stamp.outputs {
-        out.bytes(dir.as_os_str().as_bytes());
-        out.recorded(&state.manifest);
-        out.u64(state.files.len() as u64);
-        for (file, stat) in &state.files {
-            out.bytes(file.as_bytes());
-            out.recorded(stat);
-        }
+}
+
+fn encode_output(out: &mut Writer, dir: &Path, state: &FolderState) {
+    out.bytes(dir.as_os_str().as_bytes());
+    out.recorded(&state.manifest);
+    out.u64(state.files.len() as u64);
+    for (file, stat) in &state.files {
+        out.bytes(file.as_bytes());
+        out.recorded(stat);
     }
-    out.u64(stamp.tasks.len() as u64);
-    for (kind, count) in &stamp.tasks {
+}
+
+fn encode_tasks(out: &mut Writer, tasks: &BTreeMap<String, u64>) {
+    out.u64(tasks.len() as u64);
+    for (kind, count) in tasks {
         out.bytes(kind.as_bytes());
         out.u64(*count);
     }
-    crate::binary::seal(out.0)
 }
 
-fn decode(bytes: &[u8]) -> Option<Stamp> {
-    let mut input = Reader(crate::binary::checked_body(bytes)?);
+fn decode(bytes: Vec<u8>) -> Option<Stamp> {
+    let mut input = Reader(crate::binary::checked_body(&bytes)?);
     if input.take(8)? != MAGIC || input.u32()? != FORMAT {
         return None;
     }
@@ -352,25 +443,32 @@ fn decode(bytes: &[u8]) -> Option<Stamp> {
             Some((file, stat))
         })
         .collect::<Option<_>>()?;
+    let mut ranges = Vec::new();
     let outputs = (0..input.count()?)
         .map(|_| {
+            let start = bytes.len() - 32 - input.0.len();
             let dir = input.path()?;
             let manifest = input.recorded()?;
             let files = (0..input.count()?)
                 .map(|_| Some((input.string()?, input.recorded()?)))
                 .collect::<Option<_>>()?;
+            ranges.push(start..bytes.len() - 32 - input.0.len());
             Some((dir, FolderState { manifest, files }))
         })
         .collect::<Option<_>>()?;
     let tasks = (0..input.count()?)
         .map(|_| Some((input.string()?, input.u64()?)))
         .collect::<Option<_>>()?;
-    input.0.is_empty().then_some(Stamp {
+    if !input.0.is_empty() {
+        return None;
+    }
+    Some(Stamp {
         started_at_ns,
         packages,
         inputs,
         outputs,
         tasks,
+        raw: Some((bytes, ranges)),
     })
 }
 
@@ -408,6 +506,7 @@ mod tests {
                 },
             )],
             tasks: [("render".to_string(), 4)].into_iter().collect(),
+            raw: None,
         }
     }
 
@@ -415,7 +514,7 @@ mod tests {
     fn a_stamp_decodes_to_itself_and_a_damaged_one_to_nothing() {
         let original = stamp();
         let bytes = encode(&original);
-        let decoded = decode(&bytes).unwrap();
+        let decoded = decode(bytes.clone()).unwrap();
         assert_eq!(decoded.started_at_ns, original.started_at_ns);
         assert_eq!(decoded.packages, original.packages);
         assert_eq!(decoded.inputs, original.inputs);
@@ -424,9 +523,68 @@ mod tests {
         for at in [0, 9, bytes.len() / 2, bytes.len() - 1] {
             let mut damaged = bytes.clone();
             damaged[at] ^= 1;
-            assert!(decode(&damaged).is_none(), "byte {at} flipped");
+            assert!(decode(damaged).is_none(), "byte {at} flipped");
         }
-        assert!(decode(&bytes[..bytes.len() - 1]).is_none());
-        assert!(decode(b"").is_none());
+        assert!(decode(bytes[..bytes.len() - 1].to_vec()).is_none());
+        assert!(decode(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn a_patched_stamp_has_the_new_stats_and_keeps_the_other_folders() {
+        let mut original = stamp();
+        let kept = original.outputs[0].1.clone();
+        original
+            .outputs
+            .push((PathBuf::from("/ws/n2d-out/prod/json"), kept.clone()));
+        let decoded = decode(encode(&original)).unwrap();
+        let patched = FolderState {
+            manifest: kept.manifest,
+            files: vec![(
+                "services/b.json".into(),
+                RecordedStat {
+                    size: 9,
+                    mtime_ns: 8,
+                    inode: 7,
+                    mode: 0o600,
+                },
+            )],
+        };
+        let now = FileStat {
+            mtime_ns: 43,
+            size: 12,
+            inode: 11,
+        };
+        let changed = Changed {
+            stamp: decoded,
+            changed: vec![0],
+            now: vec![now],
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("stamp");
+        let mut summary = Summary::default();
+        summary.by_kind.insert("render", KindCounts::default());
+        record_patched(
+            &path,
+            99,
+            &changed,
+            &BTreeMap::from([(1, patched.clone())]),
+            &summary,
+        );
+        let written = decode(std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(written.started_at_ns, 99);
+        assert_eq!(written.packages, original.packages);
+        assert_eq!(
+            written.inputs,
+            vec![(PathBuf::from("/ws/web/n2d.toml"), now)]
+        );
+        assert_eq!(written.outputs[0], original.outputs[0]);
+        assert_eq!(
+            written.outputs[1],
+            (PathBuf::from("/ws/n2d-out/prod/json"), patched)
+        );
+        assert_eq!(
+            written.tasks,
+            [("render".to_string(), 0)].into_iter().collect()
+        );
     }
 }

@@ -417,3 +417,71 @@ fn an_edit_of_a_source_file_renders_the_services_that_read_it() {
     assert!(line.contains("one/app.conf changed"), "{line}");
     assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
 }
+
+#[test]
+fn delta_builds_add_and_remove_files_and_follow_edits_of_the_deployments_package() {
+    let ws = workspace();
+    let deploy = |extra: &str| {
+        format!(
+            "[deployments.all.services.\"//one:one-a\"]\nenv.EXTRA = \"{extra}\"\n\n[deployments.all.services.\"//one:one-b\"]\n\n[deployments.all.services.\"//two:two-a\"]\n\n[deployments.all.services.\"//two:two-b\"]\n\n[deployments.few]\nservices = [\"//two:two-a\", \"//two:two-b\"]\n"
+        )
+    };
+    ws.write("deploy/n2d.toml", &deploy("x"));
+    assert_eq!(ws.build_json(&args())["strategy"], "full");
+    let build = |what: &str| {
+        let summary = ws.build_json(&args());
+        assert_eq!(summary["ok"], true, "{what}: {summary}");
+        assert_eq!(summary["strategy"], "delta", "{what}: {summary}");
+        assert_eq!(
+            snapshot(&ws.root.join("n2d-out")),
+            clean_build_of(&ws),
+            "{what}"
+        );
+    };
+
+    // A service's new file is written, and its removal removes it.
+    ws.write(
+        "one/n2d.toml",
+        &package("one", "1", "files.\"app.ini\".text = \"a = 1\\n\""),
+    );
+    build("a file added");
+    let written: Vec<String> = snapshot(&ws.root.join("n2d-out"))
+        .into_keys()
+        .filter(|path| path.contains("app.ini"))
+        .collect();
+    assert!(!written.is_empty(), "no target wrote app.ini");
+    ws.write("one/n2d.toml", &package("one", "1", ""));
+    build("a file removed");
+    for path in &written {
+        assert!(
+            !ws.root.join("n2d-out").join(path).exists(),
+            "{path} stayed"
+        );
+    }
+
+    // An override in the deployments' package; then an edit of a service,
+    // which reads the deployment from the unit's pack: without the kept
+    // Eval output of the deployments' package.
+    ws.write("deploy/n2d.toml", &deploy("y"));
+    build("an override changed");
+    let evals = ws.root.join(".n2d/stamps/evals");
+    let mut removed = 0;
+    for entry in std::fs::read_dir(&evals).unwrap() {
+        let path = entry.unwrap().path();
+        if std::fs::read(&path)
+            .unwrap()
+            .starts_with(b"{\"name\":\"deploy\"")
+        {
+            std::fs::remove_file(path).unwrap();
+            removed += 1;
+        }
+    }
+    assert_eq!(
+        removed, 1,
+        "the deployments' package has one kept Eval output"
+    );
+    ws.write("one/n2d.toml", &package("one", "2", ""));
+    build("a service edited after the override");
+    ws.write("two/n2d.toml", &package("two", "3", ""));
+    build("a service of both deployments edited");
+}
