@@ -63,7 +63,8 @@ pub struct BuildOptions {
     /// Keep building what does not depend on a failure.
     #[arg(long, short = 'k')]
     pub keep_going: bool,
-    /// Parallel jobs (default: the number of cores).
+    /// Threads to work on: parallel tasks, file checks and writes
+    /// (default: the number of cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
     /// End with one JSON object on stdout describing the build.

@@ -19,6 +19,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(dir) => dir.clone(),
         None => std::env::current_dir().context("finding the current folder")?,
     };
+    let jobs = match &cli.command {
+        Command::Build(args) => args.options.jobs,
+        Command::Up(args) => args.jobs,
+        Command::Watch(args) => args.jobs,
+        _ => None,
+    };
+    if let Some(jobs) = jobs {
+        n2d_pipeline::limit_threads(jobs);
+    }
     match cli.command {
         Command::Build(args) => build(&cwd, args),
         Command::Up(args) => up(&cwd, args),

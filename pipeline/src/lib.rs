@@ -22,3 +22,14 @@ mod tasks;
 pub use direct::evaluate_workspace;
 pub use launch::LaunchRequest;
 pub use session::{option_set, BuildRequest, BuildResult, ProgressFn, Session, SessionError};
+
+/// Bounds the threads every part of n2d works on to `jobs`, not only the
+/// engine's tasks (whose pool follows `BuildRequest::jobs`): discovery,
+/// stamp checks, materialization and snapshot writes run on rayon's global
+/// pool, which `--jobs 1` keeps to one thread too. Call it before any
+/// work: once the pool exists, it changes nothing.
+pub fn limit_threads(jobs: usize) {
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.max(1))
+        .build_global();
+}
