@@ -118,6 +118,17 @@ impl Engine {
     /// an error means the graph itself is wrong (a cycle, an identity used
     /// twice). Flushes the cache at the end.
     pub fn run(&self, graph: Graph) -> Result<Report, EngineError> {
+        self.run_graph(graph, true)
+    }
+
+    /// Runs `graph` as [`Engine::run`] does, but leaves the cache's flush
+    /// to the caller: one that runs several graphs as one build flushes
+    /// once, at its end, instead of once per graph on its critical path.
+    pub fn run_unflushed(&self, graph: Graph) -> Result<Report, EngineError> {
+        self.run_graph(graph, false)
+    }
+
+    fn run_graph(&self, graph: Graph, flush: bool) -> Result<Report, EngineError> {
         graph.validate()?;
         let count = graph.nodes.len();
         let state = Arc::new(RunState {
@@ -147,8 +158,10 @@ impl Engine {
                 scope.spawn(move |scope| run.process_chain(scope, root));
             }
         });
-        if let Err(error) = self.cache.flush() {
-            run.cache_problem(&error);
+        if flush {
+            if let Err(error) = self.cache.flush() {
+                run.cache_problem(&error);
+            }
         }
         let mut summary = Summary::default();
         for id in 0..count as u32 {

@@ -290,10 +290,10 @@ impl Session {
             );
             interfaces.insert(package.package.clone(), interface);
         }
-        let first = Arc::new(engine.run(graph)?);
+        let first = Arc::new(engine.run_unflushed(graph)?);
         self.absorb(&first, &mut result);
         if !result.errors.is_empty() {
-            return Ok(result);
+            return Ok(self.flushed(result));
         }
 
         // Stage 2: the plan.
@@ -328,10 +328,10 @@ impl Session {
             },
             &imported,
         );
-        let second = engine.run(graph)?;
+        let second = engine.run_unflushed(graph)?;
         self.absorb(&second, &mut result);
         if !result.errors.is_empty() {
-            return Ok(result);
+            return Ok(self.flushed(result));
         }
         let plan: Plan = match second
             .output(plan_id)
@@ -342,11 +342,11 @@ impl Session {
                 result.errors.push(format!(
                     "error: the cached plan is unreadable (please report this bug): {e}"
                 ));
-                return Ok(result);
+                return Ok(self.flushed(result));
             }
             Err(e) => {
                 result.errors.push(format!("error: {e}"));
-                return Ok(result);
+                return Ok(self.flushed(result));
             }
         };
 
@@ -362,7 +362,7 @@ impl Session {
         result.inputs.sort();
         result.inputs.dedup();
         if !result.errors.is_empty() || result.summary.failed > 0 {
-            return Ok(result);
+            return Ok(self.flushed(result));
         }
 
         // Stage 3: resolve, render, assemble.
@@ -567,7 +567,7 @@ impl Session {
                 });
             }
         }
-        let third = engine.run(graph)?;
+        let third = engine.run_unflushed(graph)?;
         self.absorb(&third, &mut result);
         for id in third.executed().filter(|&id| third.kind(id) == "render") {
             if let Ok(bytes) = third.output(id) {
@@ -627,7 +627,7 @@ impl Session {
                 &[dependency],
             );
         }
-        let fourth = engine.run(graph)?;
+        let fourth = engine.run_unflushed(graph)?;
         self.absorb(&fourth, &mut result);
         if in_sync > 0 {
             result.summary.cached += in_sync;
@@ -640,30 +640,74 @@ impl Session {
         }
         result.ok = result.errors.is_empty() && result.summary.failed == 0;
         result.explanations = follow_across_stages(std::mem::take(&mut result.explanations));
-        if result.ok {
-            crate::delta::record(
-                self,
-                &stamp,
-                started_at,
-                crate::delta::PackagesStage {
-                    report: &first,
-                    parses: &parses,
-                    evals: &evals,
-                    interfaces: &interfaces,
-                },
-                &third,
-                &units,
-            );
+        // The cache is flushed once, for all stages, while the snapshot and
+        // the stamp are written (they do not depend on it: a crash before
+        // the flush loses recent cache entries only). With one job, after.
+        let cache = self.cache()?.clone();
+        let jobs = request.jobs.unwrap_or_else(|| EngineConfig::default().jobs);
+        let flushed = std::thread::scope(|scope| {
+            let flush = (jobs > 1).then(|| scope.spawn(|| cache.flush()));
+            if result.ok {
+                self.record(
+                    &stamp,
+                    started_at,
+                    &packages,
+                    crate::delta::PackagesStage {
+                        report: &first,
+                        parses: &parses,
+                        evals: &evals,
+                        interfaces: &interfaces,
+                    },
+                    &third,
+                    &units,
+                    &result,
+                    &stamped_outputs,
+                );
+            }
+            match flush {
+                Some(flush) => flush.join().expect("the flush does not panic"),
+                None => cache.flush(),
+            }
+        });
+        if let Err(error) = flushed {
+            result.notices.push(cache_failed(&error));
+        }
+        Ok(result)
+    }
+
+    /// The snapshot (`delta::record`) and the stamp of a successful build.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        stamp: &Path,
+        started_at: i128,
+        packages: &[String],
+        packages_stage: crate::delta::PackagesStage<'_>,
+        third: &n2d_engine::Report,
+        units: &[crate::delta::UnitRecord],
+        result: &BuildResult,
+        stamped_outputs: &[(PathBuf, String, Option<materialize::FolderState>)],
+    ) {
+        {
+            crate::delta::record(self, stamp, started_at, packages_stage, third, units);
             crate::stamp::record(
-                &stamp,
+                stamp,
                 started_at,
-                &packages,
+                packages,
                 &result.inputs,
-                &stamped_outputs,
+                stamped_outputs,
                 &result.summary,
             );
         }
-        Ok(result)
+    }
+
+    /// `result`, once the cache holds what its build wrote (a full build
+    /// that stopped early).
+    fn flushed(&self, mut result: BuildResult) -> BuildResult {
+        if let Some(Err(error)) = self.cache.get().map(|cache| cache.flush()) {
+            result.notices.push(cache_failed(&error));
+        }
+        result
     }
 
     /// Removes the no-op stamps of every request (see `stamp::forget_all`).
@@ -949,4 +993,10 @@ fn describe_failure(identity: &str, error: &TaskError) -> String {
         return format!("error: {identity}: {inner}");
     }
     format!("error: {identity}: {error}")
+}
+
+/// The notice of a cache that failed to flush: the build's outputs stand,
+/// the next build may run again what this one ran.
+fn cache_failed(error: &n2d_cache::CacheError) -> String {
+    format!("the cache failed ({error}); the build goes on without it")
 }
