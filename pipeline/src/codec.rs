@@ -67,7 +67,7 @@ pub struct TreeEntry {
 /// the no-op stamp and launch records, and both build paths compute it:
 /// the full path from an Assemble output, the delta path from the files
 /// it changed and the digests of those it did not read.
-pub fn tree_digest(entries: &[TreeEntry]) -> Digest {
+pub fn tree_digest<'a>(entries: impl ExactSizeIterator<Item = &'a TreeEntry>) -> Digest {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"n2dtree1");
     hasher.update(&(entries.len() as u64).to_le_bytes());

@@ -376,7 +376,7 @@ pub(crate) fn record(
             let rule = session.rules.get(unit.target.as_str())?;
             let (shared, _) = assemble_shared(rule.as_ref(), &unit.deployment, &services)?;
             let whole = tree_of(&shared, &services)?;
-            if tree_digest(&whole) != assembled {
+            if tree_digest(whole.iter().copied()) != assembled {
                 return None;
             }
             let owner = owners.get(unit.label.package.as_str())?.get_or_init(|| {
@@ -525,11 +525,13 @@ fn assemble_shared(
 /// deployment-wide ones and every service's, the same file from two
 /// services once. `None` where two differ at one path (the Assemble fails
 /// there: the full path reports it).
-fn tree_of(shared: &[TreeEntry], services: &[ServiceEntry]) -> Option<Vec<TreeEntry>> {
-    let mut all: Vec<TreeEntry> = shared
+fn tree_of<'a>(
+    shared: &'a [TreeEntry],
+    services: &'a [ServiceEntry],
+) -> Option<Vec<&'a TreeEntry>> {
+    let mut all: Vec<&TreeEntry> = shared
         .iter()
         .chain(services.iter().flat_map(|s| &s.files))
-        .cloned()
         .collect();
     all.sort_unstable_by(|a, b| (&a.path, a.mode, a.digest.0).cmp(&(&b.path, b.mode, b.digest.0)));
     all.dedup();
@@ -813,12 +815,8 @@ impl Session {
             let mut fragments_changed = false;
             // The files of the Renders that changed, to put in the folder.
             let mut files: Vec<OutputFile> = Vec::new();
-            let old_paths: HashSet<String> = pack
-                .shared
-                .iter()
-                .chain(pack.services.iter().flat_map(|s| &s.files))
-                .map(|entry| entry.path.clone())
-                .collect();
+            // The paths of the files replaced: only those can be gone.
+            let mut old_paths: Vec<String> = Vec::new();
             for service in &mut pack.services {
                 let source_changed = service
                     .sources
@@ -905,6 +903,7 @@ impl Session {
                 if digest != service.render {
                     let parts = rendered_parts(&rendered).ok()?;
                     service.render = digest;
+                    old_paths.extend(service.files.iter().map(|e| e.path.clone()));
                     service.files = entries_of(&parts.files);
                     files.extend(parts.files.iter().map(|(path, mode, bytes)| OutputFile {
                         path: path.to_string(),
@@ -936,6 +935,7 @@ impl Session {
                 if fragments_changed {
                     let (shared, shared_files) =
                         assemble_shared(rule.as_ref(), &deployment, &pack.services)?;
+                    old_paths.extend(pack.shared.iter().map(|e| e.path.clone()));
                     pack.shared = shared;
                     files.extend(shared_files);
                 }
@@ -943,13 +943,17 @@ impl Session {
                     materialize::check_relative_path(&file.path).ok()?;
                 }
                 let whole = tree_of(&pack.shared, &pack.services)?;
-                let tree = tree_digest(&whole);
-                let new_paths: HashSet<&str> = whole.iter().map(|e| e.path.as_str()).collect();
+                let tree = tree_digest(whole.iter().copied());
                 let mut removed: Vec<String> = old_paths
                     .into_iter()
-                    .filter(|path| !new_paths.contains(path.as_str()))
+                    .filter(|path| {
+                        whole
+                            .binary_search_by(|e| e.path.as_str().cmp(path))
+                            .is_err()
+                    })
                     .collect();
                 removed.sort();
+                removed.dedup();
                 (tree != unit.assembled).then_some(Patch {
                     tree,
                     files,

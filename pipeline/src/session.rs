@@ -590,7 +590,7 @@ impl Session {
                 third.outcome(*assemble).output?;
                 let bytes = third.output(*assemble).ok()?;
                 let tree = crate::codec::assembled_tree(&bytes).ok()?;
-                Some(crate::codec::tree_digest(&tree))
+                Some(crate::codec::tree_digest(tree.iter()))
             })
             .collect();
         for (unit, tree) in units.iter_mut().zip(&trees) {
