@@ -39,7 +39,6 @@ fn main() {
         rounds
     );
 
-    let floor = median(rounds, || time(|| stat_every_input(&root)));
     // Cold builds go into a fresh output folder and cache, as a first build
     // does: the previous round's are moved aside, not deleted, because
     // deleting 20,000 files just before creating as many makes ext4 without
@@ -72,11 +71,15 @@ fn main() {
         summary["by_kind"]["render"]["executed"], 0,
         "second build re-rendered: {summary}"
     );
-    let noop = median(rounds, || build(&root, 2).0);
 
-    let mut generation = 0;
-    let one_change = median(rounds, || {
-        generation += 1;
+    // The floor, the no-op and the one-change build are measured in turn,
+    // round after round, so that the machine's state (writeback of the
+    // cold builds, other load) weighs on the three alike. Each round: one
+    // service changed and built; a build 2 s later (the edit was within the
+    // stamp's racy window, so this one compares its content and stamps
+    // anew); a no-op build; the floor.
+    let (mut floors, mut noops, mut changes) = (Vec::new(), Vec::new(), Vec::new());
+    for generation in 1..=rounds {
         monorepo::change_one_service(&root, &shape, 0, generation);
         let (elapsed, summary) = build(&root, 2);
         assert_eq!(
@@ -89,8 +92,24 @@ fn main() {
                 "an edit of one module file takes the delta path: {summary}"
             );
         }
-        elapsed
-    });
+        changes.push(elapsed);
+        if !smoke {
+            std::thread::sleep(Duration::from_millis(2_100));
+            build(&root, 2);
+        }
+        let (elapsed, summary) = build(&root, 2);
+        if !smoke && std::env::var_os("N2D_BENCH_BIN").is_none() {
+            assert_eq!(
+                summary["strategy"], "no-op",
+                "a build after the racy window is a no-op: {summary}"
+            );
+        }
+        noops.push(elapsed);
+        floors.push(time(|| stat_every_input(&root)));
+    }
+    let floor = middle(floors);
+    let noop = middle(noops);
+    let one_change = middle(changes);
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let ratio = |d: Duration| d.as_secs_f64() / floor.as_secs_f64();
@@ -201,8 +220,7 @@ fn time<T>(f: impl FnOnce() -> T) -> Duration {
     start.elapsed()
 }
 
-fn median(rounds: usize, mut f: impl FnMut() -> Duration) -> Duration {
-    let mut samples: Vec<Duration> = (0..rounds.max(1)).map(|_| f()).collect();
+fn middle(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
 }
