@@ -544,7 +544,7 @@ fn tree_of<'a>(
 /// so that every edit does not leave one behind. Another request's
 /// snapshot may still name one: its next build then takes the full path.
 fn forget_evals(stamp: &Path, old: impl IntoIterator<Item = Digest>, index: &Index) {
-    let kept: std::collections::HashSet<Digest> = index.packages.iter().map(|p| p.eval).collect();
+    let kept: HashSet<Digest> = index.packages.iter().map(|p| p.eval).collect();
     for digest in old {
         if !kept.contains(&digest) {
             let _ = std::fs::remove_file(eval_path(stamp, &digest));
@@ -1114,8 +1114,9 @@ impl Session {
     }
 
     /// A unit's pack, and a universe for its Resolves; with `read.own`,
-    /// holding the pack's reduced copy of the deployment's package,
-    /// decoded with that deployment, when it is of the current Eval output.
+    /// also its own file (the deployment's package reduced to the
+    /// deployment), decoded into that universe with the deployment's
+    /// member index built, as the first Resolve would.
     fn read_unit(&self, read: PackRead) -> UnitRead {
         let universe = Arc::new(SharedUniverse::detached(
             self.options.clone(),

@@ -138,22 +138,20 @@ impl Changed {
 /// Compares the stamp at `path` with the workspace, whose module files are
 /// `packages`.
 pub fn check(path: &Path, packages: &[String]) -> Check {
-    let Some(stamp) = std::fs::read(path).ok().and_then(decode) else {
+    // Each input's stat now (`None` when one is gone), taken while the
+    // output records are decoded.
+    let decoded = std::fs::read(path).ok().and_then(|bytes| {
+        decode_with(bytes, |inputs| -> Option<Vec<FileStat>> {
+            inputs.par_iter().map(|(file, _)| stat(file)).collect()
+        })
+    });
+    let Some((stamp, Some(now))) = decoded else {
         return Check::Unknown;
     };
     if stamp.packages != packages {
         return Check::Unknown;
     }
     let racy_limit = stamp.started_at_ns - 2_000_000_000;
-    // Each input's stat now; `None` when one is gone.
-    let now: Option<Vec<FileStat>> = stamp
-        .inputs
-        .par_iter()
-        .map(|(file, _)| stat(file))
-        .collect();
-    let Some(now) = now else {
-        return Check::Unknown;
-    };
     let inputs: Vec<bool> = stamp
         .inputs
         .iter()
@@ -423,7 +421,17 @@ fn encode_tasks(out: &mut Writer, tasks: &BTreeMap<String, u64>) {
     }
 }
 
+#[cfg(test)]
 fn decode(bytes: Vec<u8>) -> Option<Stamp> {
+    decode_with(bytes, |_| ()).map(|(stamp, ())| stamp)
+}
+
+/// Decodes a stamp, running `on_inputs` over its inputs while the rest
+/// (10,000 output records at 10,000 outputs) is decoded.
+fn decode_with<T: Send>(
+    bytes: Vec<u8>,
+    on_inputs: impl FnOnce(&[(PathBuf, FileStat)]) -> T + Send,
+) -> Option<(Stamp, T)> {
     let mut input = Reader(crate::binary::checked_body(&bytes)?);
     if input.take(8)? != MAGIC || input.u32()? != FORMAT {
         return None;
@@ -442,34 +450,42 @@ fn decode(bytes: Vec<u8>) -> Option<Stamp> {
             };
             Some((file, stat))
         })
-        .collect::<Option<_>>()?;
-    let mut ranges = Vec::new();
-    let outputs = (0..input.count()?)
-        .map(|_| {
-            let start = bytes.len() - 32 - input.0.len();
-            let dir = input.path()?;
-            let manifest = input.recorded()?;
-            let files = (0..input.count()?)
-                .map(|_| Some((input.string()?, input.recorded()?)))
+        .collect::<Option<Vec<_>>>()?;
+    let end = bytes.len() - 32;
+    let (seen, rest) = rayon::join(
+        || on_inputs(&inputs),
+        || {
+            let mut ranges = Vec::new();
+            let outputs = (0..input.count()?)
+                .map(|_| {
+                    let start = end - input.0.len();
+                    let dir = input.path()?;
+                    let manifest = input.recorded()?;
+                    let files = (0..input.count()?)
+                        .map(|_| Some((input.string()?, input.recorded()?)))
+                        .collect::<Option<_>>()?;
+                    ranges.push(start..end - input.0.len());
+                    Some((dir, FolderState { manifest, files }))
+                })
                 .collect::<Option<_>>()?;
-            ranges.push(start..bytes.len() - 32 - input.0.len());
-            Some((dir, FolderState { manifest, files }))
-        })
-        .collect::<Option<_>>()?;
-    let tasks = (0..input.count()?)
-        .map(|_| Some((input.string()?, input.u64()?)))
-        .collect::<Option<_>>()?;
-    if !input.0.is_empty() {
-        return None;
-    }
-    Some(Stamp {
-        started_at_ns,
-        packages,
-        inputs,
-        outputs,
-        tasks,
-        raw: Some((bytes, ranges)),
-    })
+            let tasks = (0..input.count()?)
+                .map(|_| Some((input.string()?, input.u64()?)))
+                .collect::<Option<_>>()?;
+            input.0.is_empty().then_some((outputs, ranges, tasks))
+        },
+    );
+    let (outputs, ranges, tasks) = rest?;
+    Some((
+        Stamp {
+            started_at_ns,
+            packages,
+            inputs,
+            outputs,
+            tasks,
+            raw: Some((bytes, ranges)),
+        },
+        seen,
+    ))
 }
 
 #[cfg(test)]
