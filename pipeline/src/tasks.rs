@@ -15,6 +15,7 @@ use n2d_engine::{Inputs, Report, RunContext, RunError, Task, TaskId};
 use n2d_modules::nix::Realization;
 use n2d_modules::{Format, ModuleFile, OptionSet, Package, Settings, Universe};
 use n2d_rules::{Deployment, Rule, SourceFiles};
+use rayon::prelude::*;
 
 use crate::codec;
 use crate::materialize::{self, OutputFile};
@@ -244,11 +245,15 @@ impl Task for PlanTask {
         );
     }
     fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
-        let mut interfaces = BTreeMap::new();
-        for (name, bytes) in self.packages.iter().zip(context.dependencies()) {
-            let package: Package = serde_json::from_slice(bytes)?;
-            interfaces.insert(name.clone(), Arc::new(package));
-        }
+        // Decoded in parallel: a 1,000-package workspace's interfaces are
+        // a third of the plan's time.
+        let outputs: Vec<&[u8]> = context.dependencies().collect();
+        let interfaces = self
+            .packages
+            .par_iter()
+            .zip(outputs)
+            .map(|(name, bytes)| Ok((name.clone(), Arc::new(serde_json::from_slice(bytes)?))))
+            .collect::<Result<BTreeMap<String, Arc<Package>>, serde_json::Error>>()?;
         let universe = Universe::from_shared(
             interfaces,
             self.universe.options.clone(),
