@@ -20,6 +20,13 @@ pub(crate) fn checked_body(bytes: &[u8]) -> Option<&[u8]> {
     (blake3::hash(body).as_bytes() == checksum).then_some(body)
 }
 
+/// The reader of a body that starts with `magic` and `format` (both
+/// read), or `None` for a file of another kind or version.
+pub(crate) fn headed<'a>(body: &'a [u8], magic: &[u8; 8], format: u32) -> Option<Reader<'a>> {
+    let mut input = Reader(body);
+    (input.take(8)? == magic && input.u32()? == format).then_some(input)
+}
+
 pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {

@@ -51,7 +51,7 @@ use n2d_modules::{Format, Label, Package};
 use n2d_rules::Deployment;
 use rayon::prelude::*;
 
-use crate::binary::{checked_body, seal, Reader, Writer};
+use crate::binary::{checked_body, headed, seal, Reader, Writer};
 use crate::codec::{rendered_parts, tree_digest, FileSlice, TreeEntry};
 use crate::materialize::{self, FolderState, OutputFile};
 use crate::session::{BuildResult, Session};
@@ -1261,10 +1261,7 @@ fn encode_index(index: &Index) -> Vec<u8> {
 }
 
 fn decode_index(bytes: &[u8]) -> Option<Index> {
-    let mut input = Reader(checked_body(bytes)?);
-    if input.take(8)? != INDEX_MAGIC || input.u32()? != FORMAT {
-        return None;
-    }
+    let mut input = headed(checked_body(bytes)?, INDEX_MAGIC, FORMAT)?;
     let started_at_ns = input.i128()?;
     let packages = (0..input.count()?)
         .map(|_| {
@@ -1357,10 +1354,7 @@ fn decode_tree(input: &mut Reader) -> Option<Vec<TreeEntry>> {
 
 /// Decodes a pack's body (its checksum already verified).
 fn decode_pack(body: &[u8]) -> Option<Pack> {
-    let mut input = Reader(body);
-    if input.take(8)? != PACK_MAGIC || input.u32()? != FORMAT {
-        return None;
-    }
+    let mut input = headed(body, PACK_MAGIC, FORMAT)?;
     let namespace = input.optional()?;
     let base_layer = input.optional()?;
     let shared = decode_tree(&mut input)?;

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use n2d_cache::Digest;
 use rayon::prelude::*;
 
-use crate::binary::{checked_body, seal, Reader, Writer};
+use crate::binary::{checked_body, headed, seal, Writer};
 
 /// The name of the manifest inside a target folder.
 pub const MANIFEST: &str = ".n2d-manifest";
@@ -667,10 +667,7 @@ fn encode_manifest(manifest: &Manifest) -> Vec<u8> {
 }
 
 fn decode_manifest(bytes: &[u8]) -> Option<Manifest> {
-    let mut input = Reader(checked_body(bytes)?);
-    if input.take(8)? != MANIFEST_MAGIC || input.u32()? != MANIFEST_FORMAT {
-        return None;
-    }
+    let mut input = headed(checked_body(bytes)?, MANIFEST_MAGIC, MANIFEST_FORMAT)?;
     let source = input.string()?;
     let files = (0..input.count()?)
         .map(|_| {

@@ -26,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use n2d_engine::{KindCounts, Summary};
 use rayon::prelude::*;
 
-use crate::binary::{Reader, Writer};
+use crate::binary::Writer;
 use crate::materialize::{self, FolderState};
 
 pub(crate) struct Stamp {
@@ -432,10 +432,7 @@ fn decode_with<T: Send>(
     bytes: Vec<u8>,
     on_inputs: impl FnOnce(&[(PathBuf, FileStat)]) -> T + Send,
 ) -> Option<(Stamp, T)> {
-    let mut input = Reader(crate::binary::checked_body(&bytes)?);
-    if input.take(8)? != MAGIC || input.u32()? != FORMAT {
-        return None;
-    }
+    let mut input = crate::binary::headed(crate::binary::checked_body(&bytes)?, MAGIC, FORMAT)?;
     let started_at_ns = input.i128()?;
     let packages = (0..input.count()?)
         .map(|_| input.string())
