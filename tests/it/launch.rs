@@ -2,7 +2,6 @@
 //! the output changed since the last launch (or with `--force`), and `down`
 //! stops what `up` started. A fake `kubectl` first on PATH records its calls,
 //! so no cluster is needed.
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -11,9 +10,7 @@ use crate::support::TestWorkspace;
 fn fake_kubectl(bin: &Path, log: &Path) {
     std::fs::create_dir_all(bin).unwrap();
     let script = format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display());
-    let path = bin.join("kubectl");
-    std::fs::write(&path, script).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    crate::support::write_executable(&bin.join("kubectl"), &script);
 }
 
 fn n2d_with_path(ws: &TestWorkspace, bin: &Path, args: &[&str]) -> Output {
@@ -174,12 +171,10 @@ fn a_failed_launch_fails_up_and_is_tried_again() {
     let log = tools.path().join("calls");
     std::fs::create_dir_all(&bin).unwrap();
     let kubectl = bin.join("kubectl");
-    std::fs::write(
+    crate::support::write_executable(
         &kubectl,
         "#!/bin/sh\necho 'the cluster is unreachable' >&2\nexit 1\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let args = ["up", "//app:prod", "--target", "k8s"];
     let failed = n2d_with_path(&ws, &bin, &args);
     let stderr = String::from_utf8_lossy(&failed.stderr);

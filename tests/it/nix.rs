@@ -32,10 +32,7 @@ fn logging_nix(dir: &Path) -> (PathBuf, PathBuf) {
             log.display(),
             real.display()
         );
-        let path = bin.join(tool);
-        std::fs::write(&path, script).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        crate::support::write_executable(&bin.join(tool), &script);
     }
     (bin, log)
 }

@@ -360,16 +360,10 @@ fn another_target_is_re_applied_with_its_manager_only_when_its_output_changed() 
     std::fs::create_dir_all(&bin).unwrap();
     let log = tools.path().join("calls");
     let kubectl = bin.join("kubectl");
-    std::fs::write(
+    crate::support::write_executable(
         &kubectl,
-        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &kubectl,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+        &format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
+    );
     let calls = || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()

@@ -57,8 +57,7 @@ impl Target {
     /// one replica, no probe, no restart, TERM with a 5 s timeout.
     pub fn service(&mut self, name: &str, script: &str) -> &mut ServiceSpec {
         let program = self.path().join("bin").join(name);
-        std::fs::write(&program, format!("#!/bin/sh\n{script}\n")).expect("write service script");
-        make_executable(&program);
+        write_executable(&program, &format!("#!/bin/sh\n{script}\n"));
         self.services.push(ServiceSpec {
             name: name.into(),
             command: vec![format!("bin/{name}")],
@@ -215,9 +214,29 @@ pub fn digest(seed: &str) -> String {
     hex
 }
 
-pub fn make_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
+/// Writes an executable script through a child process (`cat`). A file
+/// this process opened for writing can still be open in a child that
+/// another test thread is forking at that moment (until the child execs),
+/// and running the script then fails with ETXTBSY ("Text file busy").
+pub fn write_executable(path: &Path, contents: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("/bin/sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh runs");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(contents.as_bytes())
+        .expect("write the script");
+    assert!(
+        child.wait().expect("sh ends").success(),
+        "writing {}",
+        path.display()
+    );
 }
 
 pub fn depends(service: &mut ServiceSpec, on: &str, condition: Condition) {
