@@ -1,5 +1,6 @@
 //! The small binary encoding of n2d's own state files (the no-op stamp,
-//! the delta snapshot): little-endian integers, length-prefixed bytes, and
+//! the delta snapshot, the target folders' manifests): little-endian
+//! integers, length-prefixed bytes, and
 //! a blake3 checksum over the whole body, so that a damaged or truncated
 //! file decodes to nothing rather than to something wrong.
 use std::os::unix::ffi::OsStrExt;
