@@ -95,6 +95,10 @@ pub fn counts(summary: &serde_json::Value, kind: &str) -> (u64, u64) {
 mod busybox;
 pub use busybox::busybox_base_layer;
 
+#[path = "../shared/executable.rs"]
+mod executable;
+pub use executable::write_executable;
+
 /// `skopeo inspect` of the image tagged `tag` in the OCI layout `layout`.
 pub fn skopeo_inspect(layout: &Path, tag: &str) -> serde_json::Value {
     let out = Command::new("skopeo")
@@ -132,29 +136,4 @@ pub fn children(pid: u32) -> Vec<u32> {
                 .collect::<Vec<u32>>()
         })
         .collect()
-}
-
-/// Writes an executable script through a child process (`cat`). A file
-/// this process opened for writing can still be open in a child that
-/// another test thread is forking at that moment (until the child execs),
-/// and running the script then fails with ETXTBSY ("Text file busy").
-pub fn write_executable(path: &std::path::Path, contents: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("/bin/sh")
-        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
-        .arg(path)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("sh runs");
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(contents.as_bytes())
-        .expect("write the script");
-    assert!(
-        child.wait().expect("sh ends").success(),
-        "writing {}",
-        path.display()
-    );
 }

@@ -29,3 +29,7 @@ pub fn service(json: serde_json::Value) -> n2d_modules::service::Service {
 #[path = "../../../tests/shared/busybox.rs"]
 mod busybox;
 pub use busybox::busybox_base_layer;
+
+#[path = "../../../tests/shared/executable.rs"]
+mod executable;
+pub use executable::write_executable;

@@ -12,6 +12,10 @@ mod shutdown;
 mod spec;
 mod threads;
 
+#[path = "../../../tests/shared/executable.rs"]
+mod executable;
+pub use executable::write_executable;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -212,31 +216,6 @@ pub fn digest(seed: &str) -> String {
         hex.push_str(&format!("{byte:02x}"));
     }
     hex
-}
-
-/// Writes an executable script through a child process (`cat`). A file
-/// this process opened for writing can still be open in a child that
-/// another test thread is forking at that moment (until the child execs),
-/// and running the script then fails with ETXTBSY ("Text file busy").
-pub fn write_executable(path: &Path, contents: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("/bin/sh")
-        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
-        .arg(path)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("sh runs");
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(contents.as_bytes())
-        .expect("write the script");
-    assert!(
-        child.wait().expect("sh ends").success(),
-        "writing {}",
-        path.display()
-    );
 }
 
 pub fn depends(service: &mut ServiceSpec, on: &str, condition: Condition) {

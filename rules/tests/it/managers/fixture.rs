@@ -104,7 +104,7 @@ impl FakeTools {
             "#!/bin/sh\n{{ printf 'tool=%s\\n' '{tool}'; printf 'cwd=%s\\n' \"$PWD\"; for a in \"$@\"; do printf 'arg=%s\\n' \"$a\"; done; printf 'end\\n'; }} >> '{}'\n{script}",
             self.log.display()
         );
-        write_executable(&self.bin.path().join(tool), &script);
+        crate::support::write_executable(&self.bin.path().join(tool), &script);
     }
 
     /// The search path holding only the fakes.
@@ -146,29 +146,4 @@ impl FakeTools {
     pub fn clear(&self) {
         let _ = std::fs::remove_file(&self.log);
     }
-}
-
-/// Writes an executable script through a child process (`cat`). A file
-/// this process opened for writing can still be open in a child that
-/// another test thread is forking at that moment (until the child execs),
-/// and running the script then fails with ETXTBSY ("Text file busy").
-fn write_executable(path: &std::path::Path, contents: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("/bin/sh")
-        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
-        .arg(path)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("sh runs");
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(contents.as_bytes())
-        .expect("write the script");
-    assert!(
-        child.wait().expect("sh ends").success(),
-        "writing {}",
-        path.display()
-    );
 }
