@@ -648,10 +648,10 @@ impl Session {
         let flushed = std::thread::scope(|scope| {
             let flush = (jobs > 1).then(|| scope.spawn(|| cache.flush()));
             if result.ok {
-                self.record(
+                crate::delta::record(
+                    self,
                     &stamp,
                     started_at,
-                    &packages,
                     crate::delta::PackagesStage {
                         report: &first,
                         parses: &parses,
@@ -660,8 +660,14 @@ impl Session {
                     },
                     &third,
                     &units,
-                    &result,
+                );
+                crate::stamp::record(
+                    &stamp,
+                    started_at,
+                    &packages,
+                    &result.inputs,
                     &stamped_outputs,
+                    &result.summary,
                 );
             }
             match flush {
@@ -673,32 +679,6 @@ impl Session {
             result.notices.push(cache_failed(&error));
         }
         Ok(result)
-    }
-
-    /// The snapshot (`delta::record`) and the stamp of a successful build.
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        stamp: &Path,
-        started_at: i128,
-        packages: &[String],
-        packages_stage: crate::delta::PackagesStage<'_>,
-        third: &n2d_engine::Report,
-        units: &[crate::delta::UnitRecord],
-        result: &BuildResult,
-        stamped_outputs: &[(PathBuf, String, Option<materialize::FolderState>)],
-    ) {
-        {
-            crate::delta::record(self, stamp, started_at, packages_stage, third, units);
-            crate::stamp::record(
-                stamp,
-                started_at,
-                packages,
-                &result.inputs,
-                stamped_outputs,
-                &result.summary,
-            );
-        }
     }
 
     /// `result`, once the cache holds what its build wrote (a full build
