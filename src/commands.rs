@@ -663,11 +663,12 @@ fn cache(cwd: &Path, command: CacheCommand) -> Result<ExitCode> {
             let report = cache.gc(max).map_err(|e| anyhow!("{e}"))?;
             let stamps = session.forget_stamps();
             println!(
-                "removed {} blobs ({} bytes), {} records and {stamps} no-op stamps; {} bytes kept",
+                "removed {} blobs ({} bytes), {} records and {stamps} no-op stamps; {} bytes kept, {} bytes of packs given back",
                 report.removed_blobs,
                 report.removed_bytes,
                 report.removed_records,
-                report.kept_bytes
+                report.kept_bytes,
+                report.compacted_bytes
             );
         }
         CacheCommand::Verify => {

@@ -4,7 +4,8 @@
 //! by one process at a time through a [`WorkspaceLock`] on `<dir>/lock`. Its
 //! trees are:
 //!
-//! - the CAS: [`Digest`] (blake3 of the bytes) → bytes, verified on every
+//! - the CAS: [`Digest`] (blake3 of the bytes) → bytes (an index in sled,
+//!   the bytes in pack files, see `packs`), verified on every
 //!   read: a damaged entry is dropped, reported once as a [`Notice`], and
 //!   treated as missing so that the caller rebuilds it;
 //! - the action cache: task key → [`ActionRecord`] (the output digest);
@@ -30,6 +31,7 @@
 mod heads;
 mod lock;
 mod maintenance;
+mod packs;
 mod record;
 mod store;
 

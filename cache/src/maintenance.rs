@@ -8,9 +8,13 @@
 //! GC evicts CAS entries least recently used first. Records that point at an
 //! evicted blob are deleted in a batch that is applied and flushed before the
 //! blobs go, so that no state reachable by a crash has a record served
-//! without its blob (and such a record would only be a miss anyway).
-use std::collections::HashSet;
+//! without its blob (and such a record would only be a miss anyway). Then
+//! it compacts the packs: a pack with no live blob is deleted, one that is
+//! mostly dead has its live blobs copied into a new pack, which is synced
+//! before the index points at it and the old pack is deleted.
+use std::collections::{HashMap, HashSet};
 
+use crate::packs::{Location, HEADER_LEN};
 use crate::record;
 use crate::store::{db, Cache};
 use crate::{CacheError, Digest};
@@ -29,7 +33,7 @@ pub struct Stats {
     /// One entry per tree: cas, actions, identities, file_states, launches,
     /// access.
     pub trees: Vec<TreeStats>,
-    /// Size of the database files, as sled counts it.
+    /// Size of the database files, as sled counts it, plus the packs.
     pub disk_bytes: u64,
 }
 
@@ -47,6 +51,8 @@ pub struct GcReport {
     pub removed_records: u64,
     /// Bytes of CAS entries left.
     pub kept_bytes: u64,
+    /// Pack bytes given back to the file system by compaction.
+    pub compacted_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -71,11 +77,17 @@ impl Cache {
             for entry in tree.iter() {
                 let (key, value) = entry.map_err(db("scan the database"))?;
                 stats.entries += 1;
-                stats.bytes += (key.len() + value.len()) as u64;
+                // The CAS counts its blobs' bytes, wherever they are.
+                let value_len = match name {
+                    "cas" => record::decode_location(&value).map_or(0, |(l, _)| l.len),
+                    _ => value.len() as u64,
+                };
+                stats.bytes += key.len() as u64 + value_len;
             }
             trees.push(stats);
         }
-        let disk_bytes = self.db.size_on_disk().map_err(db("measure the database"))?;
+        let disk_bytes =
+            self.db.size_on_disk().map_err(db("measure the database"))? + self.packs.disk_bytes();
         Ok(Stats { trees, disk_bytes })
     }
 
@@ -88,7 +100,9 @@ impl Cache {
         let mut total = 0u64;
         for entry in self.cas.iter() {
             let (key, value) = entry.map_err(db("scan the cas"))?;
-            let Some(digest) = record::decode_digest(&key) else {
+            let (Some(digest), Some((location, stored))) =
+                (record::decode_digest(&key), record::decode_location(&value))
+            else {
                 continue;
             };
             let accessed = self
@@ -96,15 +110,17 @@ impl Cache {
                 .get(&key)
                 .map_err(db("read access times"))?
                 .and_then(|bytes| bytes.as_ref().try_into().ok().map(u64::from_le_bytes))
-                .unwrap_or(0);
-            total += value.len() as u64;
-            blobs.push((accessed, digest, value.len() as u64));
+                .unwrap_or(0)
+                .max(stored);
+            total += location.len;
+            blobs.push((accessed, digest, location.len));
         }
         let mut report = GcReport {
             kept_bytes: total,
             ..GcReport::default()
         };
         if total <= max_bytes {
+            report.compacted_bytes = self.compact()?;
             return Ok(report);
         }
         blobs.sort();
@@ -154,7 +170,61 @@ impl Cache {
             .apply_batch(access)
             .map_err(db("write access times"))?;
         self.db.flush().map_err(db("flush the database"))?;
+        report.compacted_bytes = self.compact()?;
         Ok(report)
+    }
+
+    /// Gives back the space of dead blobs: packs that hold no live blob are
+    /// deleted; packs at least half dead have their live blobs copied into
+    /// a new pack (synced before the index points there), then deleted.
+    /// A crash at any point leaves every index record pointing at bytes
+    /// that are there; at worst a pack nobody points at, which the next gc
+    /// deletes. Returns the bytes given back.
+    fn compact(&self) -> Result<u64, CacheError> {
+        self.packs.seal()?;
+        let mut live: HashMap<u32, Vec<(Digest, Location, u64)>> = HashMap::new();
+        for entry in self.cas.iter() {
+            let (key, value) = entry.map_err(db("scan the cas"))?;
+            if let (Some(digest), Some((location, stored))) =
+                (record::decode_digest(&key), record::decode_location(&value))
+            {
+                live.entry(location.pack)
+                    .or_default()
+                    .push((digest, location, stored));
+            }
+        }
+        let before = self.packs.disk_bytes();
+        let mut rewritten = Vec::new();
+        let mut moved = sled::Batch::default();
+        for (pack, size) in self.packs.list() {
+            let blobs = live.remove(&pack).unwrap_or_default();
+            let live_bytes: u64 = blobs.iter().map(|(_, location, _)| location.len).sum();
+            if !blobs.is_empty() && live_bytes * 2 > size.saturating_sub(HEADER_LEN) {
+                continue;
+            }
+            for (digest, location, stored) in blobs {
+                // A blob that cannot be read or is damaged is not copied:
+                // its record goes, as a read would drop it.
+                match self.packs.read(&location) {
+                    Some(bytes) if Digest::of(&bytes) == digest => {
+                        let new = self.packs.append(&bytes)?;
+                        moved.insert(&digest.0, &record::encode_location(&new, stored)[..]);
+                    }
+                    _ => moved.remove(&digest.0),
+                }
+            }
+            rewritten.push(pack);
+        }
+        if rewritten.is_empty() {
+            return Ok(0);
+        }
+        self.packs.seal()?;
+        self.cas.apply_batch(moved).map_err(db("write the cas"))?;
+        self.db.flush().map_err(db("flush the database"))?;
+        for pack in rewritten {
+            self.packs.remove(pack)?;
+        }
+        Ok(before.saturating_sub(self.packs.disk_bytes()))
     }
 
     /// Re-hashes every CAS entry and decodes every record; drops what is
@@ -166,10 +236,13 @@ impl Cache {
         for entry in self.cas.iter() {
             let (key, value) = entry.map_err(db("scan the cas"))?;
             report.checked_blobs += 1;
-            match record::decode_digest(&key) {
-                Some(digest) if Digest::of(&value) == digest => {}
-                Some(digest) => damaged.push(digest),
-                None => {
+            let location = record::decode_location(&value).map(|(location, _)| location);
+            match (record::decode_digest(&key), location) {
+                (Some(digest), Some(location)) => match self.packs.read(&location) {
+                    Some(bytes) if Digest::of(&bytes) == digest => {}
+                    _ => damaged.push(digest),
+                },
+                _ => {
                     self.cas.remove(key).map_err(db("write the cas"))?;
                 }
             }

@@ -4,6 +4,7 @@
 //! integers and length-prefixed strings. Decoding never panics: anything that
 //! does not decode (a record of an older format, garbage from a damaged
 //! file) is `None`, which callers treat as a miss.
+use crate::packs::Location;
 use crate::Digest;
 
 /// What the action cache keeps for one task key.
@@ -70,6 +71,7 @@ impl FileState {
 }
 
 const ACTION_FORMAT: u8 = 1;
+const LOCATION_FORMAT: u8 = 1;
 const IDENTITY_FORMAT: u8 = 1;
 const FILE_STATE_FORMAT: u8 = 1;
 const IDENTITY_HEAD_LEN: usize = 1 + 32 + 32 + 8;
@@ -171,6 +173,31 @@ pub(crate) fn set_identity_touched(bytes: &mut [u8], touched_secs: u64) -> bool 
     }
     bytes[65..73].copy_from_slice(&touched_secs.to_le_bytes());
     true
+}
+
+/// A CAS index record: where the blob's bytes are and when it was stored.
+pub(crate) fn encode_location(location: &Location, stored_secs: u64) -> [u8; 29] {
+    let mut out = [0u8; 29];
+    out[0] = LOCATION_FORMAT;
+    out[1..5].copy_from_slice(&location.pack.to_le_bytes());
+    out[5..13].copy_from_slice(&location.offset.to_le_bytes());
+    out[13..21].copy_from_slice(&location.len.to_le_bytes());
+    out[21..29].copy_from_slice(&stored_secs.to_le_bytes());
+    out
+}
+
+pub(crate) fn decode_location(bytes: &[u8]) -> Option<(Location, u64)> {
+    let mut reader = Reader::new(bytes);
+    if reader.u8()? != LOCATION_FORMAT {
+        return None;
+    }
+    let location = Location {
+        pack: reader.u32()?,
+        offset: reader.u64()?,
+        len: reader.u64()?,
+    };
+    let stored = reader.u64()?;
+    reader.finished().then_some((location, stored))
 }
 
 pub(crate) fn encode_file_state(state: &FileState) -> [u8; 57] {

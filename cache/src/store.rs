@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::heads::{self, Heads};
 use crate::lock::WorkspaceLock;
+use crate::packs::{self, Location, Packs};
 use crate::record::{self, ActionRecord, FileState, IdentityHead, IdentityRecord};
 use crate::{CacheError, Digest, Notice};
 
@@ -20,7 +21,11 @@ const TOUCH_GRANULARITY_SECS: u64 = 3600;
 pub struct Cache {
     pub(crate) dir: PathBuf,
     pub(crate) db: sled::Db,
+    /// The CAS index: digest → where its bytes are in `packs`, and when the
+    /// blob was stored (`record::encode_location`).
     pub(crate) cas: sled::Tree,
+    /// The bytes of CAS entries (see `packs`).
+    pub(crate) packs: Packs,
     pub(crate) actions: sled::Tree,
     pub(crate) identities: sled::Tree,
     pub(crate) file_states: sled::Tree,
@@ -30,13 +35,17 @@ pub struct Cache {
     notices: Mutex<Vec<Notice>>,
     /// Digests already reported as damaged, so that each is reported once.
     reported_damage: Mutex<HashSet<Digest>>,
+    /// Packs already reported as unreadable, so that a lost pack is one
+    /// notice, not one per blob.
+    reported_packs: Mutex<HashSet<u32>>,
     /// Identities whose record was used but whose access time is stale;
     /// written in one batch by [`Cache::flush`].
     pending_touches: Mutex<Vec<([u8; 16], Digest)>>,
-    /// Blobs stored or recorded as outputs since the last flush, whose
-    /// access time [`Cache::flush`] sets in one batch: two small sled
-    /// writes per task were a tenth of a cold build. Losing them in a crash
-    /// only makes those blobs look least recently used.
+    /// Blobs used again since the last flush (stored anew, or served by
+    /// the action cache), whose access time [`Cache::flush`] sets in one
+    /// batch; a new blob's index record carries its time, so a cold build
+    /// queues none. Losing them in a crash only makes those blobs look
+    /// least recently used.
     pending_access: Mutex<Vec<(Digest, u64)>>,
     /// Heads of identity records by identity hash: a subset of the identity
     /// tree (plus heads that a crash kept from reaching it), see `heads`.
@@ -79,6 +88,7 @@ impl Cache {
             Err(problem) => {
                 let aside = dir.join("db.damaged");
                 set_aside(&db_path, &aside)?;
+                packs::remove_all(&dir.join("packs"))?;
                 notices.push(Notice {
                     message: format!(
                         "the cache database `{}` could not be opened ({problem}); it was moved to `{}` and an empty cache created",
@@ -98,7 +108,12 @@ impl Cache {
                 })?
             }
         };
-        let db_id = database_id(&trees.meta, dir)?;
+        let (db_id, created) = database_id(&trees.meta, dir)?;
+        if created {
+            // Packs of a database that is gone (deleted, set aside) hold
+            // nothing this one can reach.
+            packs::remove_all(&dir.join("packs"))?;
+        }
         let loaded = heads::load(&dir.join("heads"), &db_id).unwrap_or_default();
         Ok(Cache {
             dir: dir.to_owned(),
@@ -107,6 +122,7 @@ impl Cache {
             db_id,
             db: trees.db,
             cas: trees.cas,
+            packs: Packs::new(dir.join("packs"), db_id),
             actions: trees.actions,
             identities: trees.identities,
             file_states: trees.file_states,
@@ -114,6 +130,7 @@ impl Cache {
             access: trees.access,
             notices: Mutex::new(notices),
             reported_damage: Mutex::new(HashSet::new()),
+            reported_packs: Mutex::new(HashSet::new()),
             pending_touches: Mutex::new(Vec::new()),
             pending_access: Mutex::new(Vec::new()),
             _lock: lock,
@@ -137,32 +154,63 @@ impl Cache {
     /// Invariant kept by the caller: `digest == Digest::of(bytes)`; a wrong
     /// digest is caught as damage by the next read.
     pub fn put_blob_with_digest(&self, digest: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
-        // Content-addressed: an existing entry already holds these bytes, so
-        // insert only where there is none (one lookup, not two).
+        // Content-addressed: an entry whose pack is there already holds
+        // these bytes (a read verifies them).
+        if let Some(location) = self.location(digest)? {
+            if self.packs.holds(&location) {
+                self.note_access(digest);
+                return Ok(());
+            }
+        }
+        let location = self.packs.append(bytes)?;
         self.cas
-            .compare_and_swap(digest.0, None::<&[u8]>, Some(bytes))
-            .map_err(db("write the cas"))?
-            .ok();
-        self.note_access(digest);
+            .insert(
+                digest.0,
+                &record::encode_location(&location, now_secs())[..],
+            )
+            .map_err(db("write the cas"))?;
         Ok(())
     }
 
     /// Reads a CAS entry and verifies its digest. A damaged entry is removed,
-    /// reported once as a notice, and read as missing.
+    /// reported once as a notice, and read as missing; so is one whose pack
+    /// cannot be read (reported once per pack).
     pub fn get_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>, CacheError> {
-        let Some(bytes) = self.cas.get(digest.0).map_err(db("read the cas"))? else {
+        let Some(location) = self.location(digest)? else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.packs.read(&location) else {
+            self.drop_unreadable_blob(digest, location.pack)?;
             return Ok(None);
         };
         if Digest::of(&bytes) != *digest {
             self.drop_damaged_blob(digest)?;
             return Ok(None);
         }
-        Ok(Some(bytes.to_vec()))
+        Ok(Some(bytes))
     }
 
-    /// Whether the CAS holds an entry for `digest` (not verified).
+    /// Whether the CAS holds an entry for `digest` whose pack is there (not
+    /// verified: reads are).
     pub fn has_blob(&self, digest: &Digest) -> Result<bool, CacheError> {
-        self.cas.contains_key(digest.0).map_err(db("read the cas"))
+        Ok(self
+            .location(digest)?
+            .is_some_and(|location| self.packs.holds(&location)))
+    }
+
+    /// Notes that a stored blob was used again (for gc's LRU order).
+    pub fn note_blob_use(&self, digest: &Digest) {
+        self.note_access(digest);
+    }
+
+    /// The index record of `digest`; an undecodable one is a miss.
+    fn location(&self, digest: &Digest) -> Result<Option<Location>, CacheError> {
+        Ok(self
+            .cas
+            .get(digest.0)
+            .map_err(db("read the cas"))?
+            .and_then(|bytes| record::decode_location(&bytes))
+            .map(|(location, _)| location))
     }
 
     /// The action record of a task key. A record whose output blob is gone
@@ -239,7 +287,6 @@ impl Cache {
                 touched_secs: now,
             },
         );
-        self.note_access(&record.output);
         Ok(())
     }
 
@@ -407,6 +454,9 @@ impl Cache {
                 .apply_batch(identities)
                 .map_err(db("write the identity table"))?;
         }
+        // Pack bytes first: the index in sled is not written to disk ahead
+        // of the bytes it points at (a read verifies them all the same).
+        self.packs.write_out()?;
         self.db.flush().map_err(db("flush the database"))?;
         // After the database: the index never gets ahead of what is durable.
         if self.heads_dirty.swap(false, Ordering::AcqRel) {
@@ -448,8 +498,12 @@ impl Cache {
         digest: &Digest,
         bytes: &[u8],
     ) -> Result<(), CacheError> {
+        let location = self.packs.append(bytes)?;
         self.cas
-            .insert(digest.0, bytes)
+            .insert(
+                digest.0,
+                &record::encode_location(&location, now_secs())[..],
+            )
             .map_err(db("write the cas"))?;
         Ok(())
     }
@@ -462,9 +516,44 @@ impl Cache {
         Ok(())
     }
 
+    /// Removes a blob whose pack cannot be read, reporting the pack once.
+    fn drop_unreadable_blob(&self, digest: &Digest, pack: u32) -> Result<(), CacheError> {
+        self.forget_blob(digest)?;
+        let first = self
+            .reported_packs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pack);
+        if first {
+            self.notice(format!(
+                "cache pack `{}` is missing or damaged; what it held will be rebuilt",
+                self.packs.dir().join(format!("pack-{pack:08}")).display()
+            ));
+        }
+        Ok(())
+    }
+
     /// Removes a blob found damaged, with its access time, and reports it
     /// once.
     pub(crate) fn drop_damaged_blob(&self, digest: &Digest) -> Result<(), CacheError> {
+        self.forget_blob(digest)?;
+        let first = self
+            .reported_damage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(*digest);
+        if first {
+            self.notice(format!(
+                "cache entry {} was damaged; it was dropped and will be rebuilt",
+                digest.short()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Removes a blob's index record and access time, and every head that
+    /// names it.
+    fn forget_blob(&self, digest: &Digest) -> Result<(), CacheError> {
         // Heads of this output would serve a task as cached without its
         // bytes; without them the task takes the checked action-cache path.
         {
@@ -480,17 +569,6 @@ impl Cache {
         self.access
             .remove(digest.0)
             .map_err(db("write access times"))?;
-        let first = self
-            .reported_damage
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(*digest);
-        if first {
-            self.notice(format!(
-                "cache entry {} was damaged; it was dropped and will be rebuilt",
-                digest.short()
-            ));
-        }
         Ok(())
     }
 }
@@ -528,11 +606,12 @@ struct Trees {
     meta: sled::Tree,
 }
 
-/// The random id of the database, created with it.
-fn database_id(meta: &sled::Tree, dir: &Path) -> Result<[u8; 16], CacheError> {
+/// The random id of the database, created with it, and whether it was
+/// created now.
+fn database_id(meta: &sled::Tree, dir: &Path) -> Result<([u8; 16], bool), CacheError> {
     if let Some(id) = meta.get("id").map_err(db("read the database id"))? {
         if let Ok(id) = <[u8; 16]>::try_from(id.as_ref()) {
-            return Ok(id);
+            return Ok((id, false));
         }
     }
     // Unique enough: time, process and folder; it only has to differ from
@@ -549,7 +628,7 @@ fn database_id(meta: &sled::Tree, dir: &Path) -> Result<[u8; 16], CacheError> {
     id.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
     meta.insert("id", &id[..])
         .map_err(db("write the database id"))?;
-    Ok(id)
+    Ok((id, true))
 }
 
 #[derive(Debug)]
@@ -596,8 +675,13 @@ fn open_trees_once(path: &Path) -> Result<Trees, OpenProblem> {
     let opened = std::panic::catch_unwind(|| -> sled::Result<Trees> {
         // No periodic flush: the build flushes once at its end.
         let db = sled::Config::new().path(path).flush_every_ms(None).open()?;
+        // Databases of n2d before packs kept blob bytes in a tree named
+        // `cas`: their records become misses, and the bytes go.
+        if db.tree_names().iter().any(|name| name.as_ref() == b"cas") {
+            db.drop_tree("cas")?;
+        }
         Ok(Trees {
-            cas: db.open_tree("cas")?,
+            cas: db.open_tree("cas_index")?,
             actions: db.open_tree("actions")?,
             identities: db.open_tree("identities")?,
             file_states: db.open_tree("file_states")?,

@@ -499,6 +499,7 @@ impl<'e> Run<'e> {
                 if let Err(error) = cache.put_identity(identity, &identity_record) {
                     self.cache_problem(&error);
                 }
+                cache.note_blob_use(&action.output);
                 Some(action.output)
             }
             Ok(None) => None,

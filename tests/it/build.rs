@@ -281,6 +281,47 @@ fn a_damaged_cache_still_gives_correct_output() {
 }
 
 #[test]
+fn garbled_or_deleted_packs_still_give_correct_output() {
+    let ws = three_services();
+    ws.build_json(&["//..."]);
+    let expected = snapshot(&ws.root.join("n2d-out"));
+    let packs: Vec<std::path::PathBuf> = std::fs::read_dir(ws.root.join(".n2d/packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!packs.is_empty(), "the build stored its outputs in packs");
+    for pack in &packs {
+        let mut bytes = std::fs::read(pack).unwrap();
+        for byte in bytes.iter_mut().skip(32).step_by(5) {
+            *byte ^= 0x5a;
+        }
+        std::fs::write(pack, bytes).unwrap();
+    }
+    // Without outputs, the build must read every assembled folder back.
+    std::fs::remove_dir_all(ws.root.join("n2d-out")).unwrap();
+    let out = ws.n2d(&["build", "//...", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("damaged"),
+        "the damage is reported: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), expected);
+
+    for pack in std::fs::read_dir(ws.root.join(".n2d/packs")).unwrap() {
+        std::fs::remove_file(pack.unwrap().path()).unwrap();
+    }
+    std::fs::remove_dir_all(ws.root.join("n2d-out")).unwrap();
+    let after = ws.build_json(&["//..."]);
+    assert_eq!(after["ok"], true, "{after}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), expected);
+}
+
+#[test]
 fn two_builds_at_once_both_succeed() {
     let ws = three_services();
     let spawn = || {

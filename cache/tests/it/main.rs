@@ -3,6 +3,7 @@ mod cas;
 mod heads;
 mod lock;
 mod maintenance;
+mod packs;
 mod records;
 mod recovery;
 

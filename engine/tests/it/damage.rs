@@ -240,3 +240,70 @@ fn truncated_database_files_still_give_a_correct_build() {
     assert!(report.ok());
     assert_eq!(outputs(&report), expected);
 }
+
+fn damage_packs(world: &World, damage: impl Fn(&std::path::Path)) {
+    let packs = walk(&world.cache_dir().join("packs"));
+    assert!(!packs.is_empty(), "the build stored blobs in packs");
+    for pack in packs {
+        damage(&pack);
+    }
+}
+
+/// b must run again, so it needs a's bytes: they come from the packs.
+fn changed_b() -> Vec<(&'static str, &'static [&'static str], &'static str)> {
+    vec![("a", &[], "1"), ("b", &["a"], "2"), ("c", &[], "1")]
+}
+
+#[test]
+fn garbled_packs_are_never_served_and_the_build_is_correct() {
+    let world = World::new();
+    clean_outputs(&world);
+    let expected = {
+        let other = World::new();
+        let (report, _) = other.run(graph_of(&other, &changed_b()).0);
+        outputs(&report)
+    };
+    damage_packs(&world, |path| {
+        let mut bytes = std::fs::read(path).unwrap();
+        for byte in bytes.iter_mut().skip(32) {
+            *byte ^= 0x5a;
+        }
+        std::fs::write(path, bytes).unwrap();
+    });
+    world.take_log();
+    let (report, executed) = world.run(graph_of(&world, &changed_b()).0);
+    assert!(report.ok());
+    assert_eq!(executed, set(["a", "b"]), "a is rebuilt for b");
+    assert_eq!(outputs(&report), expected);
+    assert!(
+        report
+            .notices()
+            .iter()
+            .any(|n| n.message.contains("damaged")),
+        "{:?}",
+        report.notices()
+    );
+}
+
+#[test]
+fn deleted_packs_still_give_a_correct_build() {
+    let world = World::new();
+    clean_outputs(&world);
+    let expected = {
+        let other = World::new();
+        let (report, _) = other.run(graph_of(&other, &changed_b()).0);
+        outputs(&report)
+    };
+    damage_packs(&world, |path| std::fs::remove_file(path).unwrap());
+    world.take_log();
+    let (report, executed) = world.run(graph_of(&world, &changed_b()).0);
+    assert!(report.ok());
+    assert_eq!(executed, set(["a", "b"]), "a is rebuilt for b");
+    assert_eq!(outputs(&report), expected);
+    drop(report);
+    // Reading c's output above rebuilt it (its blob was gone too).
+    world.take_log();
+    let (report, executed) = world.run(graph_of(&world, &changed_b()).0);
+    assert_eq!(executed, set([]), "the repaired cache works again");
+    assert_eq!(outputs(&report), expected);
+}

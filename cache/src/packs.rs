@@ -1,0 +1,408 @@
+//! Pack files: where the CAS keeps the bytes of its blobs.
+//!
+//! The CAS index in sled maps a digest to a [`Location`] (pack, offset,
+//! length); the bytes are appended to `<dir>/packs/pack-NNNNNNNN`, one file
+//! after another, each starting with a header that names the database it
+//! belongs to. Why not the bytes in sled itself: sled 0.34 copies a leaf
+//! node on every insert and rewrites it whole every tenth, so a value of a
+//! few kilobytes costs 20–150 µs to insert, and inserts from two threads
+//! barely overlap; with a build's 20,000 outputs that was most of the
+//! database's cost and what kept a cold build from scaling (BENCHMARKS.md).
+//! An append is a copy into a buffer.
+//!
+//! Invariants:
+//! - the index is the truth: a pack holds bytes, nothing in a pack is read
+//!   but through a location, and every read is verified against its digest
+//!   by the caller ([`crate::Cache::get_blob`]), so a torn, truncated,
+//!   deleted or foreign pack is a miss, never served;
+//! - appends go to the newest pack of this database while it is below
+//!   [`PACK_LIMIT`]; bytes are buffered in chunks and written (not synced)
+//!   when a chunk fills and at flush, and until written they are read from
+//!   memory;
+//! - packs are rewritten only by gc ([`Packs::seal`], then a copy of the
+//!   live blobs into a fresh pack, synced before the index points at it).
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use crate::CacheError;
+
+const MAGIC: &[u8; 8] = b"n2dpack1";
+/// Magic, database id, and room for later use.
+pub(crate) const HEADER_LEN: u64 = 32;
+/// A pack at least this large is not appended to by a new session.
+const PACK_LIMIT: u64 = 256 << 20;
+/// Buffered bytes are written once a chunk holds this much.
+const CHUNK: usize = 4 << 20;
+const FILE_PREFIX: &str = "pack-";
+
+/// Where a blob's bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub pack: u32,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// The pack files of one database.
+pub(crate) struct Packs {
+    dir: PathBuf,
+    db_id: [u8; 16],
+    writer: Mutex<Writer>,
+    /// Signalled when a chunk written outside the lock is on disk.
+    written: Condvar,
+    /// Opened packs by number; `None` for one that is missing or foreign.
+    readers: RwLock<HashMap<u32, Option<Arc<File>>>>,
+}
+
+#[derive(Default)]
+struct Writer {
+    /// The pack appended to, opened by the first append.
+    current: Option<Current>,
+    /// Chunks handed to a thread for writing and not yet written: read from
+    /// here until they are.
+    in_flight: Vec<Chunk>,
+    /// The highest pack this session stopped appending to (full, or sealed
+    /// by gc): never appended to again, even while its size on disk lags.
+    retired: u32,
+}
+
+struct Current {
+    id: u32,
+    file: Arc<File>,
+    /// The end of the pack, buffered bytes included.
+    end: u64,
+    /// Bytes not yet handed over for writing, starting at `end - len`.
+    buffer: Vec<u8>,
+}
+
+#[derive(Clone)]
+struct Chunk {
+    pack: u32,
+    start: u64,
+    bytes: Arc<Vec<u8>>,
+}
+
+impl Packs {
+    pub(crate) fn new(dir: PathBuf, db_id: [u8; 16]) -> Packs {
+        Packs {
+            dir,
+            db_id,
+            writer: Mutex::new(Writer::default()),
+            written: Condvar::new(),
+            readers: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends `bytes`, returning where they will be.
+    pub(crate) fn append(&self, bytes: &[u8]) -> Result<Location, CacheError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if writer.current.is_none() {
+            writer.current = Some(self.open_for_append(writer.retired)?);
+        }
+        let current = writer.current.as_mut().expect("opened above");
+        let location = Location {
+            pack: current.id,
+            offset: current.end,
+            len: bytes.len() as u64,
+        };
+        current.buffer.extend_from_slice(bytes);
+        current.end += bytes.len() as u64;
+        if current.buffer.len() < CHUNK {
+            return Ok(location);
+        }
+        let chunk = take_chunk(current);
+        let file = current.file.clone();
+        if current.end >= PACK_LIMIT {
+            writer.retired = current.id;
+            writer.current = None;
+        }
+        writer.in_flight.push(chunk.clone());
+        drop(writer);
+        let result = write_chunk(&file, &chunk, &self.dir);
+        self.finish_chunk(&chunk);
+        result.map(|()| location)
+    }
+
+    /// Reads the bytes at `location`; `None` when they cannot be read (a
+    /// missing, foreign or short pack). Not verified: the caller hashes.
+    pub(crate) fn read(&self, location: &Location) -> Option<Vec<u8>> {
+        let len = usize::try_from(location.len).ok()?;
+        {
+            let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(bytes) = writer.buffered(location) {
+                return Some(bytes);
+            }
+        }
+        let file = self.reader(location.pack)?;
+        let mut bytes = vec![0; len];
+        file.read_exact_at(&mut bytes, location.offset).ok()?;
+        Some(bytes)
+    }
+
+    /// Whether the pack of `location` can be read at all (not whether the
+    /// bytes are right: reads verify that).
+    pub(crate) fn holds(&self, location: &Location) -> bool {
+        {
+            let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(current) = writer.current.as_ref().filter(|c| c.id == location.pack) {
+                return location.offset.saturating_add(location.len) <= current.end;
+            }
+        }
+        self.reader(location.pack).is_some_and(|file| {
+            file.metadata()
+                .is_ok_and(|m| m.len() >= location.offset.saturating_add(location.len))
+        })
+    }
+
+    /// Writes every buffered byte to its pack (without syncing) and waits
+    /// for chunks other threads are writing.
+    pub(crate) fn write_out(&self) -> Result<(), CacheError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut result = Ok(());
+        if let Some(current) = writer.current.as_mut() {
+            if !current.buffer.is_empty() {
+                let chunk = take_chunk(current);
+                let file = current.file.clone();
+                writer.in_flight.push(chunk.clone());
+                drop(writer);
+                result = write_chunk(&file, &chunk, &self.dir);
+                self.finish_chunk(&chunk);
+                writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        while !writer.in_flight.is_empty() {
+            writer = self.written.wait(writer).unwrap_or_else(|e| e.into_inner());
+        }
+        result
+    }
+
+    /// Writes out and syncs the pack being appended to, then stops
+    /// appending to it: the next append starts a new pack. What gc does
+    /// before copying live blobs, so that the copies land in a pack of
+    /// their own, durable before the index points at them.
+    pub(crate) fn seal(&self) -> Result<(), CacheError> {
+        self.write_out()?;
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(current) = writer.current.take() {
+            writer.retired = current.id;
+            current.file.sync_all().map_err(|source| CacheError::Io {
+                action: "sync a pack file",
+                path: self.path_of(current.id),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every pack file in the folder, by number, with its size.
+    pub(crate) fn list(&self) -> Vec<(u32, u64)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut packs: Vec<(u32, u64)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let id = pack_number(entry.file_name().to_str()?)?;
+                Some((id, entry.metadata().ok()?.len()))
+            })
+            .collect();
+        packs.sort_unstable();
+        packs
+    }
+
+    /// Deletes a pack file (gc: no live blob is in it any more).
+    pub(crate) fn remove(&self, id: u32) -> Result<(), CacheError> {
+        self.readers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        let path = self.path_of(id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(CacheError::Io {
+                action: "remove a pack file",
+                path,
+                source,
+            }),
+        }
+    }
+
+    /// Size of every pack file, for `cache stats`.
+    pub(crate) fn disk_bytes(&self) -> u64 {
+        self.list().iter().map(|(_, size)| size).sum()
+    }
+
+    fn path_of(&self, id: u32) -> PathBuf {
+        self.dir.join(format!("{FILE_PREFIX}{id:08}"))
+    }
+
+    fn finish_chunk(&self, chunk: &Chunk) {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer
+            .in_flight
+            .retain(|c| !(c.pack == chunk.pack && c.start == chunk.start));
+        self.written.notify_all();
+    }
+
+    /// The newest pack of this database if it has room and was not
+    /// `retired`, else a new one.
+    fn open_for_append(&self, retired: u32) -> Result<Current, CacheError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| CacheError::Io {
+            action: "create the pack folder",
+            path: self.dir.clone(),
+            source,
+        })?;
+        let packs = self.list();
+        if let Some(&(id, size)) = packs.last() {
+            if size < PACK_LIMIT && id > retired {
+                if let Some(file) = self.open_own(id, true) {
+                    return Ok(Current {
+                        id,
+                        file: Arc::new(file),
+                        end: size,
+                        buffer: Vec::new(),
+                    });
+                }
+            }
+        }
+        let id = packs.last().map_or(0, |&(id, _)| id).max(retired) + 1;
+        let path = self.path_of(id);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|source| CacheError::Io {
+                action: "create a pack file",
+                path: path.clone(),
+                source,
+            })?;
+        let mut header = [0u8; HEADER_LEN as usize];
+        header[..8].copy_from_slice(MAGIC);
+        header[8..24].copy_from_slice(&self.db_id);
+        file.write_all(&header).map_err(|source| CacheError::Io {
+            action: "write a pack file",
+            path,
+            source,
+        })?;
+        Ok(Current {
+            id,
+            file: Arc::new(file),
+            end: HEADER_LEN,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// Opens pack `id` if its header names this database.
+    fn open_own(&self, id: u32, write: bool) -> Option<File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(self.path_of(id))
+            .ok()?;
+        let mut header = [0u8; HEADER_LEN as usize];
+        file.read_exact_at(&mut header, 0).ok()?;
+        (&header[..8] == MAGIC && header[8..24] == self.db_id).then_some(file)
+    }
+
+    fn reader(&self, id: u32) -> Option<Arc<File>> {
+        if let Some(known) = self
+            .readers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return known.clone();
+        }
+        let opened = self.open_own(id, false).map(Arc::new);
+        // A pack not there yet may be created by a later append of this
+        // session: only remember packs that exist.
+        if opened.is_some() || !self.path_of(id).exists() {
+            self.readers
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, opened.clone());
+        }
+        opened
+    }
+}
+
+impl Drop for Packs {
+    /// A cache dropped without a flush still writes what it buffered.
+    fn drop(&mut self) {
+        let _ = self.write_out();
+    }
+}
+
+impl Writer {
+    fn buffered(&self, location: &Location) -> Option<Vec<u8>> {
+        let start = location.offset;
+        let end = start.checked_add(location.len)?;
+        if let Some(current) = &self.current {
+            let buffer_start = current.end - current.buffer.len() as u64;
+            if current.id == location.pack && start >= buffer_start && end <= current.end {
+                let at = (start - buffer_start) as usize;
+                return Some(current.buffer[at..at + location.len as usize].to_vec());
+            }
+        }
+        self.in_flight.iter().find_map(|chunk| {
+            let chunk_end = chunk.start + chunk.bytes.len() as u64;
+            (chunk.pack == location.pack && start >= chunk.start && end <= chunk_end).then(|| {
+                let at = (start - chunk.start) as usize;
+                chunk.bytes[at..at + location.len as usize].to_vec()
+            })
+        })
+    }
+}
+
+fn take_chunk(current: &mut Current) -> Chunk {
+    let bytes = std::mem::take(&mut current.buffer);
+    Chunk {
+        pack: current.id,
+        start: current.end - bytes.len() as u64,
+        bytes: Arc::new(bytes),
+    }
+}
+
+fn write_chunk(file: &File, chunk: &Chunk, dir: &Path) -> Result<(), CacheError> {
+    file.write_all_at(&chunk.bytes, chunk.start)
+        .map_err(|source| CacheError::Io {
+            action: "write a pack file",
+            path: dir.join(format!("{FILE_PREFIX}{:08}", chunk.pack)),
+            source,
+        })
+}
+
+fn pack_number(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix(FILE_PREFIX)?;
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Removes every pack file in `dir` (the database they belong to is gone).
+pub(crate) fn remove_all(dir: &Path) -> Result<(), CacheError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.filter_map(Result::ok) {
+        if entry.file_name().to_str().and_then(pack_number).is_some() {
+            std::fs::remove_file(entry.path()).map_err(|source| CacheError::Io {
+                action: "remove a pack file of a replaced database",
+                path: entry.path(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
