@@ -86,6 +86,7 @@ fn build(cwd: &Path, args: BuildArgs) -> Result<ExitCode> {
         .map_err(|e| anyhow!("{e}"))?;
     progress.finish();
     report_build(&result, args.options.explain, args.options.json);
+    session.exit_without_teardown();
     Ok(if result.ok {
         ExitCode::SUCCESS
     } else {
