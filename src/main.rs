@@ -11,6 +11,11 @@
 //! small `n2d-supervise` executable installed next to this one; when it is
 //! missing, this binary's hidden mode `n2d __supervise DIR` (recognised
 //! before clap parses) runs the same supervisor.
+/// A build allocates on every worker and frees across them; glibc's arenas
+/// contend on that (ARCHITECTURE.md, "Dependencies").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 mod commands;
 mod progress;
