@@ -37,6 +37,7 @@ mod store;
 
 pub use lock::WorkspaceLock;
 pub use maintenance::{GcReport, Stats, TreeStats, VerifyReport};
+pub use packs::{read_located, BlobRef};
 pub use record::{ActionRecord, FileState, IdentityHead, IdentityRecord, InputDigest};
 pub use store::Cache;
 

@@ -47,6 +47,32 @@ pub(crate) struct Location {
     pub len: u64,
 }
 
+/// Where a CAS entry's bytes are, for a reader that does not open the
+/// database ([`read_located`]): the pipeline's delta path, which names the
+/// Eval outputs of its snapshot this way instead of copying them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobRef {
+    pub pack: u32,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Reads the blob `digest` at `at` in the packs of the cache in
+/// `cache_dir`, without the database; `None` unless the bytes are there and
+/// are `digest`'s. Only valid while the caller holds the workspace lock
+/// (only gc moves blobs, and it removes the references to them first).
+pub fn read_located(cache_dir: &Path, at: &BlobRef, digest: &crate::Digest) -> Option<Vec<u8>> {
+    let file = File::open(
+        cache_dir
+            .join("packs")
+            .join(format!("{FILE_PREFIX}{:08}", at.pack)),
+    )
+    .ok()?;
+    let mut bytes = vec![0; usize::try_from(at.len).ok()?];
+    file.read_exact_at(&mut bytes, at.offset).ok()?;
+    (crate::Digest::of(&bytes) == *digest).then_some(bytes)
+}
+
 /// The pack files of one database.
 pub(crate) struct Packs {
     dir: PathBuf,

@@ -198,6 +198,20 @@ impl Cache {
             .is_some_and(|location| self.packs.holds(&location)))
     }
 
+    /// Where the bytes of `digest` are, for [`crate::read_located`]: `None`
+    /// when the CAS does not hold it. The bytes may still be in memory:
+    /// they are on disk once [`Cache::flush`] returned.
+    pub fn blob_ref(&self, digest: &Digest) -> Result<Option<crate::BlobRef>, CacheError> {
+        Ok(self
+            .location(digest)?
+            .filter(|location| self.packs.holds(location))
+            .map(|location| crate::BlobRef {
+                pack: location.pack,
+                offset: location.offset,
+                len: location.len,
+            }))
+    }
+
     /// Notes that a stored blob was used again (for gc's LRU order).
     pub fn note_blob_use(&self, digest: &Digest) {
         self.note_access(digest);

@@ -9,7 +9,10 @@
 //! digests, its fragment and its files by digest; and in an own file, the
 //! Eval output of the deployment's package reduced to that deployment
 //! (`reduced_eval`: a deployment package of ten 1,000-service deployments
-//! is most of what a one-service edit would otherwise read).
+//! is most of what a one-service edit would otherwise read). The Eval
+//! outputs themselves are named where the cache's packs hold them (a
+//! delta build, which does not open the cache, keeps those it makes in
+//! `evals/`).
 //!
 //! When the stamp check finds that only module files and files Renders
 //! read (`files.*.source`) changed (`stamp::Check::Changed`), the build
@@ -44,7 +47,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use n2d_cache::Digest;
+use n2d_cache::{BlobRef, Digest};
 use n2d_engine::{run_detached, KindCounts, Task};
 use n2d_modules::node::SourceFile;
 use n2d_modules::{Format, Label, Package};
@@ -62,7 +65,7 @@ use crate::tasks::{
 
 const INDEX_MAGIC: &[u8; 8] = b"n2ddelta";
 const PACK_MAGIC: &[u8; 8] = b"n2dpack1";
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
 
 /// No file's content has this digest (it is no blake3 output anyone found).
 const UNKNOWN: Digest = Digest([0; 32]);
@@ -84,6 +87,11 @@ struct PackageEntry {
     /// `UNKNOWN`.
     content: Digest,
     eval: Digest,
+    /// Where the cache's packs hold the Eval output (a full build names
+    /// it there rather than copying 1,000 outputs into files of its own),
+    /// or `None` for one kept in `evals/` (a delta build's, which does not
+    /// open the cache).
+    eval_at: Option<BlobRef>,
     interface: Digest,
 }
 
@@ -172,10 +180,14 @@ fn eval_path(stamp: &Path, digest: &Digest) -> PathBuf {
     stamp.with_file_name("evals").join(digest.to_hex())
 }
 
-/// The Eval output with `digest`, when kept and whole.
-fn read_eval(stamp: &Path, digest: &Digest) -> Option<Arc<[u8]>> {
-    let bytes = std::fs::read(eval_path(stamp, digest)).ok()?;
-    (Digest::of(&bytes) == *digest).then(|| Arc::from(bytes))
+/// The Eval output of `package`, when kept (in the cache's packs or in
+/// `evals/`) and whole.
+fn read_eval(stamp: &Path, cache_dir: &Path, package: &PackageEntry) -> Option<Arc<[u8]>> {
+    let bytes = match &package.eval_at {
+        Some(at) => n2d_cache::read_located(cache_dir, at, &package.eval)?,
+        None => std::fs::read(eval_path(stamp, &package.eval)).ok()?,
+    };
+    (Digest::of(&bytes) == package.eval).then(|| Arc::from(bytes))
 }
 
 fn index_path(stamp: &Path) -> PathBuf {
@@ -229,6 +241,9 @@ pub(crate) fn record(
     if std::fs::create_dir_all(stamp.with_file_name("evals")).is_err() {
         return;
     }
+    let Ok(cache) = session.cache() else {
+        return;
+    };
     // Packages and units are independent: written in parallel (a cold
     // build writes every Eval output and every pack).
     let packages: Option<Vec<PackageEntry>> = session
@@ -240,8 +255,11 @@ pub(crate) fn record(
             let interface = *interfaces.get(&package.package)?;
             let eval = first.outcome(eval_task).output?;
             let interface = first.outcome(interface).output?;
+            // Named where the cache keeps it; copied only if it does not.
+            let eval_at = cache.blob_ref(&eval).ok().flatten();
             let path = eval_path(stamp, &eval);
-            if std::fs::metadata(&path).is_err()
+            if eval_at.is_none()
+                && std::fs::metadata(&path).is_err()
                 && !write_atomically(&path, &first.output(eval_task).ok()?)
             {
                 return None;
@@ -264,6 +282,7 @@ pub(crate) fn record(
                 file: package.display_path(),
                 content,
                 eval,
+                eval_at,
                 interface,
             })
         })
@@ -544,7 +563,12 @@ fn tree_of<'a>(
 /// so that every edit does not leave one behind. Another request's
 /// snapshot may still name one: its next build then takes the full path.
 fn forget_evals(stamp: &Path, old: impl IntoIterator<Item = Digest>, index: &Index) {
-    let kept: HashSet<Digest> = index.packages.iter().map(|p| p.eval).collect();
+    let kept: HashSet<Digest> = index
+        .packages
+        .iter()
+        .filter(|p| p.eval_at.is_none())
+        .map(|p| p.eval)
+        .collect();
     for digest in old {
         if !kept.contains(&digest) {
             let _ = std::fs::remove_file(eval_path(stamp, &digest));
@@ -730,6 +754,7 @@ impl Session {
                         }
                         old_evals.push(index.packages[i].eval);
                         index.packages[i].eval = digest;
+                        index.packages[i].eval_at = None;
                         new_evals.push((digest, eval.clone()));
                         dirty_packages.insert(i as u32);
                     }
@@ -796,7 +821,7 @@ impl Session {
                     read_own(&pack_path(stamp, &unit.label, &unit.target), &unit.own)?
                 }
                 (None, None) => {
-                    let eval = read_eval(stamp, &index.packages[own].eval)?;
+                    let eval = read_eval(stamp, self.cache_dir(), &index.packages[own])?;
                     evals.insert(own, eval.clone());
                     eval
                 }
@@ -836,7 +861,8 @@ impl Session {
                                 _ if p == own => own_eval.clone(),
                                 Some(eval) => eval.clone(),
                                 None => {
-                                    let eval = read_eval(stamp, &index.packages[p].eval)?;
+                                    let eval =
+                                        read_eval(stamp, self.cache_dir(), &index.packages[p])?;
                                     evals.insert(p, eval.clone());
                                     eval
                                 }
@@ -1241,6 +1267,15 @@ fn encode_index(index: &Index) -> Vec<u8> {
         out.bytes(package.file.as_bytes());
         out.digest(&package.content);
         out.digest(&package.eval);
+        match &package.eval_at {
+            Some(at) => {
+                out.u32(1);
+                out.u32(at.pack);
+                out.u64(at.offset);
+                out.u64(at.len);
+            }
+            None => out.u32(0),
+        }
         out.digest(&package.interface);
     }
     out.u64(index.units.len() as u64);
@@ -1270,6 +1305,15 @@ fn decode_index(bytes: &[u8]) -> Option<Index> {
                 file: input.string()?,
                 content: input.digest()?,
                 eval: input.digest()?,
+                eval_at: match input.u32()? {
+                    0 => None,
+                    1 => Some(BlobRef {
+                        pack: input.u32()?,
+                        offset: input.u64()?,
+                        len: input.u64()?,
+                    }),
+                    _ => return None,
+                },
                 interface: input.digest()?,
             })
         })

@@ -194,6 +194,11 @@ impl Session {
         }
     }
 
+    /// The cache folder (the database, its packs, the stamps).
+    pub(crate) fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
     /// The folder a deployment's target is materialized into.
     pub fn target_dir(&self, package: &str, deployment: &str, target: &str) -> PathBuf {
         let mut dir = self

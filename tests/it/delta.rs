@@ -265,6 +265,9 @@ fn explain_names_the_edited_file_on_the_delta_path() {
 fn cache_gc_removes_snapshots() {
     let ws = workspace();
     ws.build_json(&args());
+    // A delta build keeps the Eval output it made beside the snapshot.
+    ws.write("one/n2d.toml", &package("one", "before gc", ""));
+    assert_eq!(ws.build_json(&args())["strategy"], "delta");
     let stamps = ws.root.join(".n2d/stamps");
     assert!(stamps.join("evals").read_dir().unwrap().next().is_some());
     let out = ws.n2d(&["cache", "gc"]);
@@ -292,14 +295,14 @@ fn kept_eval_outputs_do_not_pile_up_with_edits() {
     ws.build_json(&args());
     let evals = ws.root.join(".n2d/stamps/evals");
     let count = || std::fs::read_dir(&evals).unwrap().count();
-    let after_first = count();
+    assert_eq!(count(), 0, "a full build names the cache's Eval outputs");
     for i in 0..5 {
         ws.write("one/n2d.toml", &package("one", &format!("v{i}"), ""));
         let summary = ws.build_json(&args());
         assert_eq!(summary["strategy"], "delta", "{summary}");
     }
-    assert_eq!(count(), after_first, "one kept Eval output per package");
-    // The full path too replaces what it no longer needs.
+    assert_eq!(count(), 1, "one kept Eval output: the edited package's");
+    // The full path names the cache's again and drops what it kept.
     ws.write(
         "one/n2d.toml",
         &format!(
@@ -309,7 +312,33 @@ fn kept_eval_outputs_do_not_pile_up_with_edits() {
     );
     let summary = ws.build_json(&args());
     assert_eq!(summary["strategy"], "full", "{summary}");
-    assert_eq!(count(), after_first, "one kept Eval output per package");
+    assert_eq!(count(), 0, "nothing kept");
+}
+
+#[test]
+fn the_delta_path_reads_unchanged_packages_from_the_cache_packs() {
+    let ws = workspace();
+    ws.build_json(&args());
+    // one-a imports //lib:web: its Resolve reads lib's Eval output, which
+    // the snapshot names in the cache's packs. Garbled, it is not used.
+    for pack in std::fs::read_dir(ws.root.join(".n2d/packs")).unwrap() {
+        let path = pack.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        for byte in bytes.iter_mut().skip(32) {
+            *byte ^= 0x5a;
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+    ws.write("one/n2d.toml", &package("one", "after damage", ""));
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(summary["strategy"], "full", "{summary}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+    // The full build stored them anew: the next edit is a delta again.
+    ws.write("one/n2d.toml", &package("one", "healed", ""));
+    let summary = ws.build_json(&args());
+    assert_eq!(summary["strategy"], "delta", "{summary}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
 }
 
 #[test]
