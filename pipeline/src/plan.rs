@@ -94,70 +94,90 @@ pub fn make_plan(universe: &Universe, request: &PlanRequest) -> Result<Plan, Err
             }
         }
     }
-    let mut deployments = Vec::new();
+    // Each deployment decoded, its targets chosen, in parallel; the first
+    // error in request order is the one reported.
+    let specs = selected
+        .par_iter()
+        .map(|label| {
+            let spec = universe.deployment(label)?;
+            let targets = if !request.targets.is_empty() {
+                request.targets.clone()
+            } else if !spec.targets.is_empty() {
+                for target in &spec.targets {
+                    check_target(target, &request.known_targets, Some(label))?;
+                }
+                spec.targets.clone()
+            } else {
+                request.default_targets.clone()
+            };
+            Ok((spec, targets))
+        })
+        .collect::<Vec<Result<_, Error>>>()
+        .into_iter()
+        .collect::<Result<Vec<_>, Error>>()?;
+    // The packages each service reads, for every service of every
+    // deployment at once: following the references of 10,000 services is
+    // most of a plan's time.
+    let services: Vec<(&Label, &n2d_modules::DeploymentService)> = selected
+        .iter()
+        .zip(&specs)
+        .flat_map(|(label, (spec, _))| spec.services.iter().map(move |service| (label, service)))
+        .collect();
+    let inputs: Vec<BTreeSet<String>> = services
+        .par_iter()
+        .map(|(label, service)| universe.package_inputs(label, &service.name))
+        .collect();
     // Sources and watch paths per package, scanned once: a deployment
     // package is an input of every service it holds.
-    let mut per_package: BTreeMap<String, Found> = BTreeMap::new();
-    for label in selected {
-        let spec = universe.deployment(&label)?;
-        let targets = if !request.targets.is_empty() {
-            request.targets.clone()
-        } else if !spec.targets.is_empty() {
-            for target in &spec.targets {
-                check_target(target, &request.known_targets, Some(&label))?;
+    let read: BTreeSet<&String> = inputs.iter().flatten().collect();
+    let per_package: BTreeMap<&String, Found> = read
+        .into_par_iter()
+        .map(|name| {
+            let mut found = Found::default();
+            if let Some(package) = universe.packages().get(name) {
+                collect_package_sources(package, &mut found);
             }
-            spec.targets.clone()
-        } else {
-            request.default_targets.clone()
-        };
-        // The packages each service reads, in parallel: following the
-        // references of 1,000 services is most of a plan's time.
-        let inputs: Vec<BTreeSet<String>> = spec
-            .services
-            .par_iter()
-            .map(|service| universe.package_inputs(&label, &service.name))
-            .collect();
-        let services = spec
-            .services
-            .iter()
-            .zip(inputs)
-            .map(|(service, packages)| {
-                let mut sources = BTreeSet::new();
-                let mut watch = BTreeSet::new();
-                let mut nix = BTreeSet::new();
-                let mut programs = BTreeSet::new();
-                for package in &packages {
-                    let found = per_package.entry(package.clone()).or_insert_with(|| {
-                        let mut found = Found::default();
-                        if let Some(package) = universe.packages().get(package) {
-                            collect_package_sources(package, &mut found);
-                        }
-                        found
-                    });
-                    sources.extend(found.sources.iter().cloned());
-                    watch.extend(found.watch.iter().cloned());
-                    nix.extend(found.nix.iter().cloned());
-                    programs.extend(found.programs.iter().cloned());
-                }
-                PlannedService {
-                    name: service.name.clone(),
-                    label: service.label.clone(),
-                    packages,
-                    sources,
-                    watch,
-                    nix,
-                    programs,
-                }
-            })
-            .collect();
-        deployments.push(PlannedDeployment {
+            (name, found)
+        })
+        .collect();
+    let mut planned = services
+        .par_iter()
+        .zip(&inputs)
+        .map(|((_, service), packages)| {
+            let mut sources = BTreeSet::new();
+            let mut watch = BTreeSet::new();
+            let mut nix = BTreeSet::new();
+            let mut programs = BTreeSet::new();
+            for package in packages {
+                let found = &per_package[package];
+                sources.extend(found.sources.iter().cloned());
+                watch.extend(found.watch.iter().cloned());
+                nix.extend(found.nix.iter().cloned());
+                programs.extend(found.programs.iter().cloned());
+            }
+            PlannedService {
+                name: service.name.clone(),
+                label: service.label.clone(),
+                packages: packages.clone(),
+                sources,
+                watch,
+                nix,
+                programs,
+            }
+        })
+        .collect::<Vec<PlannedService>>()
+        .into_iter();
+    let deployments = selected
+        .into_iter()
+        .zip(specs)
+        .map(|(label, (spec, targets))| PlannedDeployment {
             label,
             namespace: spec.namespace,
             targets,
             managers: spec.managers,
-            services,
-        });
-    }
+            services: planned.by_ref().take(spec.services.len()).collect(),
+        })
+        .collect();
     Ok(Plan { deployments })
 }
 
