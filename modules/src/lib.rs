@@ -18,6 +18,7 @@ pub mod init;
 mod interpolate;
 mod json;
 pub mod label;
+mod listings;
 pub mod merge;
 pub mod nix;
 pub mod node;

@@ -4,8 +4,16 @@
 //!
 //! Discovery skips hidden folders, `target*`, `node_modules`, the output and
 //! cache folders, and nested workspaces (a folder with its own
-//! `n2d.workspace.toml`), as Bazel skips nested repositories.
+//! `n2d.workspace.toml`), as Bazel skips nested repositories. A folder
+//! whose stat is the one its last listing was recorded with is not read
+//! again (`listings`).
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use crate::listings::{self, Kind, Listing, Listings};
 
 use serde::{Deserialize, Serialize};
 
@@ -155,13 +163,41 @@ fn find_packages(root: &Path, settings: &Settings) -> Result<Vec<PackageFile>, E
         settings.output_dir.trim_matches('/').to_string(),
         settings.cache_dir.trim_matches('/').to_string(),
     ];
+    // The cache lives in the cache folder, once a build has made it.
+    let cache_dir = root.join(&settings.cache_dir);
+    let cache_file = cache_dir.is_dir().then(|| cache_dir.join("discovery"));
     let discovery = Discovery {
         root,
         skip_dirs: &skip_dirs,
+        cached: cache_file
+            .as_deref()
+            .map(listings::load)
+            .unwrap_or_default(),
+        started_ns: now_ns(),
+        recorded: Mutex::new(Listings::new()),
+        read_any: AtomicBool::new(false),
     };
     let mut packages = discovery.walk(root, true)?;
     packages.sort_by(|a, b| a.package.cmp(&b.package));
+    let recorded = discovery
+        .recorded
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(file) = cache_file {
+        // Rewritten when a folder was read (changed, new or not trusted
+        // yet) or one is gone.
+        if discovery.read_any.load(Ordering::Relaxed) || recorded.len() != discovery.cached.len() {
+            listings::save(&file, &recorded);
+        }
+    }
     Ok(packages)
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// The walk behind [`find_packages`]. Hand-written rather than walkdir:
@@ -172,6 +208,15 @@ fn find_packages(root: &Path, settings: &Settings) -> Result<Vec<PackageFile>, E
 struct Discovery<'a> {
     root: &'a Path,
     skip_dirs: &'a [String],
+    /// The listings of the last discovery.
+    cached: Listings,
+    /// When this walk started: a folder changed less than
+    /// `listings::RACY_NS` before is not trusted next time.
+    started_ns: i64,
+    /// The listings of this walk, for the next.
+    recorded: Mutex<Listings>,
+    /// Whether a folder was read rather than taken from `cached`.
+    read_any: AtomicBool,
 }
 
 impl Discovery<'_> {
@@ -186,15 +231,10 @@ impl Discovery<'_> {
             )
             .help("check the folder's permissions")
         };
-        let mut entries = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(unreadable)? {
-            let entry = entry.map_err(unreadable)?;
-            let kind = entry.file_type().map_err(unreadable)?;
-            entries.push((entry.file_name(), kind));
-        }
+        let mut entries = self.list(dir).map_err(unreadable)?;
         if !is_root
             && entries.iter().any(|(name, kind)| {
-                name == WORKSPACE_FILE && (!kind.is_symlink() || dir.join(name).exists())
+                name == WORKSPACE_FILE && (*kind != Kind::Symlink || dir.join(name).exists())
             })
         {
             // A nested workspace is not part of this one.
@@ -205,7 +245,7 @@ impl Discovery<'_> {
         let mut subdirs = Vec::new();
         for (name, kind) in entries {
             let path = dir.join(&name);
-            if kind.is_dir() {
+            if kind == Kind::Dir {
                 let text = name.to_string_lossy();
                 let relative = path
                     .strip_prefix(self.root)
@@ -220,7 +260,7 @@ impl Discovery<'_> {
                 }
                 continue;
             }
-            if !kind.is_file() {
+            if kind != Kind::File {
                 continue;
             }
             let format = match name.to_str() {
@@ -257,6 +297,76 @@ impl Discovery<'_> {
             packages.extend(found?);
         }
         Ok(packages)
+    }
+}
+
+impl Discovery<'_> {
+    /// What discovery looks at in `dir`: its recorded listing when the
+    /// folder's stat is the one recorded and the listing is trusted, else
+    /// what `readdir` gives (recorded for the next walk).
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<(OsString, Kind)>> {
+        let key = dir
+            .strip_prefix(self.root)
+            .map(package_path)
+            .unwrap_or_default();
+        // Before the listing: a change while it is read gives the folder a
+        // newer mtime than the one recorded.
+        let meta = std::fs::metadata(dir)?;
+        let mtime_ns = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
+        let inode = meta.ino();
+        if let Some(cached) = self.cached.get(&key) {
+            if cached.trusted && cached.mtime_ns == mtime_ns && cached.inode == inode {
+                let entries = cached.entries.clone();
+                self.record(key, cached.clone());
+                return Ok(entries);
+            }
+        }
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let file_type = entry.file_type()?;
+            let name = entry.file_name();
+            let kind = if file_type.is_dir() {
+                Kind::Dir
+            } else if file_type.is_symlink() {
+                Kind::Symlink
+            } else if file_type.is_file() {
+                Kind::File
+            } else {
+                continue;
+            };
+            // Only the names discovery looks at.
+            let relevant = kind == Kind::Dir
+                || matches!(
+                    name.to_str(),
+                    Some(WORKSPACE_FILE | "n2d.toml" | "n2d.json" | "n2d.nix")
+                );
+            if relevant {
+                entries.push((name, kind));
+            }
+        }
+        let trusted = mtime_ns < self.started_ns - listings::RACY_NS
+            && !entries
+                .iter()
+                .any(|(name, kind)| *kind == Kind::Symlink && name == WORKSPACE_FILE);
+        self.read_any.store(true, Ordering::Relaxed);
+        self.record(
+            key,
+            Listing {
+                mtime_ns,
+                inode,
+                trusted,
+                entries: entries.clone(),
+            },
+        );
+        Ok(entries)
+    }
+
+    fn record(&self, key: String, listing: Listing) {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, listing);
     }
 }
 

@@ -6,6 +6,7 @@ mod errors;
 mod examples;
 mod interpolation;
 mod labels;
+mod listings;
 mod merge;
 mod options_reference;
 mod parsing;
