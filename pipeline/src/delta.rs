@@ -597,6 +597,21 @@ struct UnitRead {
     own: Option<Arc<[u8]>>,
 }
 
+/// What the delta path decided before writing anything.
+struct Prepared {
+    index: Index,
+    dirty_units: Vec<Dirty>,
+    dirty_packages: BTreeSet<u32>,
+    changed_sources: BTreeSet<String>,
+    /// Tasks run, with the package whose file made them run (else every
+    /// changed one).
+    explanations: Vec<(String, Option<usize>)>,
+    counts: BTreeMap<&'static str, u64>,
+    warnings: Vec<String>,
+    new_evals: Vec<(Digest, Arc<[u8]>)>,
+    old_evals: Vec<Digest>,
+}
+
 /// A unit the delta run re-assembles: its index, its updated pack, and its
 /// Assemble output when that changed.
 struct Dirty {
@@ -625,6 +640,22 @@ impl Session {
         changed: Changed,
         started_at_ns: i128,
     ) -> Option<BuildResult> {
+        // Whether the outputs still hold what the last build wrote (10,000
+        // `stat`s) is only needed before anything is written: it runs
+        // beside the work that decides what to write.
+        let (hold, prepared) = rayon::join(
+            || changed.outputs_hold(),
+            || self.delta_prepare(stamp, &changed),
+        );
+        if !hold {
+            return None;
+        }
+        self.delta_write(stamp, changed, started_at_ns, prepared?)
+    }
+
+    /// The delta path up to its first write: which tasks run, and their
+    /// outputs. `None` when it does not apply.
+    fn delta_prepare(&self, stamp: &Path, changed: &Changed) -> Option<Prepared> {
         let mut index = read_index(&index_path(stamp))?;
         if index.started_at_ns != changed.stamp.started_at_ns
             || index.packages.len() != self.workspace.packages.len()
@@ -999,7 +1030,40 @@ impl Session {
 
         *counts.entry("assemble").or_default() += assembles.len() as u64;
         explanations.extend(assembles.into_iter().map(|identity| (identity, None)));
+        let changed_sources = changed_sources.into_iter().map(str::to_owned).collect();
+        Some(Prepared {
+            index,
+            dirty_units,
+            dirty_packages,
+            changed_sources,
+            explanations,
+            counts,
+            warnings,
+            new_evals,
+            old_evals,
+        })
+    }
 
+    /// The delta path's writes: the folders patched, the snapshot and the
+    /// stamp.
+    fn delta_write(
+        &self,
+        stamp: &Path,
+        changed: Changed,
+        started_at_ns: i128,
+        prepared: Prepared,
+    ) -> Option<BuildResult> {
+        let Prepared {
+            mut index,
+            dirty_units,
+            dirty_packages,
+            changed_sources,
+            explanations,
+            mut counts,
+            warnings,
+            new_evals,
+            old_evals,
+        } = prepared;
         // Nothing failed: from here on the workspace is written.
         crate::stamp::forget(stamp);
         forget(stamp);

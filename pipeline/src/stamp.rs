@@ -106,9 +106,11 @@ pub enum Check {
     /// Nothing the last build read changed, and every output folder holds
     /// what it wrote: its outputs, inputs and counts.
     Unchanged(Vec<PathBuf>, Vec<PathBuf>, Summary),
-    /// Some inputs changed (or are too recent to trust), none vanished, the
-    /// module files are the same set and every output folder still holds
-    /// what the last build wrote: what the delta path starts from.
+    /// Some inputs changed (or are too recent to trust), none vanished and
+    /// the module files are the same set: what the delta path starts from.
+    /// Whether every output folder still holds what the last build wrote
+    /// is [`Changed::outputs_hold`], which the delta path runs beside its
+    /// first work.
     Changed(Changed),
     /// No stamp, a damaged one, another set of module files, a vanished
     /// input or an output folder that changed: only a full build knows.
@@ -126,7 +128,22 @@ pub struct Changed {
     pub(crate) now: Vec<FileStat>,
 }
 
+/// Whether every output folder of `stamp` still holds what it records:
+/// one `stat` per file (see ARCHITECTURE.md, "What a no-op build proves").
+fn outputs_hold(stamp: &Stamp) -> bool {
+    stamp
+        .outputs
+        .par_iter()
+        .all(|(dir, state)| state.still_holds(dir))
+}
+
 impl Changed {
+    /// Whether every output folder still holds what the last build wrote:
+    /// the delta path writes nothing unless it does.
+    pub fn outputs_hold(&self) -> bool {
+        outputs_hold(&self.stamp)
+    }
+
     /// The files that changed, as the stamp records them (absolute).
     pub fn files(&self) -> impl Iterator<Item = &Path> {
         self.changed
@@ -158,20 +175,18 @@ pub fn check(path: &Path, packages: &[String]) -> Check {
         .zip(&now)
         .map(|((_, recorded), now)| now != recorded || now.mtime_ns >= racy_limit)
         .collect();
-    let outputs_same = stamp
-        .outputs
-        .par_iter()
-        .all(|(dir, state)| state.still_holds(dir));
-    if !outputs_same {
-        return Check::Unknown;
-    }
     let changed: Vec<usize> = (0..inputs.len()).filter(|&i| inputs[i]).collect();
     if !changed.is_empty() {
+        // The outputs are checked by the caller (`Changed::outputs_hold`),
+        // beside the work of the delta path.
         return Check::Changed(Changed {
             stamp,
             changed,
             now,
         });
+    }
+    if !outputs_hold(&stamp) {
+        return Check::Unknown;
     }
     let Some(summary) = stamp.summary() else {
         return Check::Unknown;
