@@ -36,6 +36,26 @@ impl TestWorkspace {
             .unwrap_or_else(|e| panic!("reading {path}: {e}"))
     }
 
+    /// The cache's pack files (where it keeps blob bytes), each garbled
+    /// past its header by `flip` (every byte whose index passes it is
+    /// inverted in part). Fails when there is none.
+    pub fn garble_packs(&self, flip: impl Fn(usize) -> bool) {
+        let packs: Vec<PathBuf> = std::fs::read_dir(self.root.join(".n2d/packs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(!packs.is_empty(), "the build stored its outputs in packs");
+        for pack in packs {
+            let mut bytes = std::fs::read(&pack).unwrap();
+            for (i, byte) in bytes.iter_mut().enumerate().skip(32) {
+                if flip(i) {
+                    *byte ^= 0x5a;
+                }
+            }
+            std::fs::write(&pack, bytes).unwrap();
+        }
+    }
+
     /// Runs `n2d ARGS` in the root.
     pub fn n2d(&self, args: &[&str]) -> Output {
         n2d_in(&self.root, args)

@@ -10,6 +10,8 @@ use n2d_engine::{Reason, Status};
 use crate::support::{graph_of, outputs, set, World};
 
 const CHAIN: &[(&str, &[&str], &str)] = &[("a", &[], "1"), ("b", &["a"], "1"), ("c", &[], "1")];
+/// `CHAIN` with b changed: b runs again, so it needs a's bytes.
+const CHANGED_B: &[(&str, &[&str], &str)] = &[("a", &[], "1"), ("b", &["a"], "2"), ("c", &[], "1")];
 
 fn clean_outputs(world: &World) -> BTreeMap<String, Vec<u8>> {
     let (report, _) = world.run(graph_of(world, CHAIN).0);
@@ -37,9 +39,7 @@ fn a_damaged_entry_is_dropped_reported_once_and_rebuilt() {
         .unwrap();
 
     // b must run, so it loads a's output: the damage is found there.
-    let changed: Vec<(&str, &[&str], &str)> =
-        vec![("a", &[], "1"), ("b", &["a"], "2"), ("c", &[], "1")];
-    let (report, executed) = world.run(graph_of(&world, &changed).0);
+    let (report, executed) = world.run(graph_of(&world, CHANGED_B).0);
     assert!(report.ok());
     assert_eq!(
         executed,
@@ -241,40 +241,42 @@ fn truncated_database_files_still_give_a_correct_build() {
     assert_eq!(outputs(&report), expected);
 }
 
-fn damage_packs(world: &World, damage: impl Fn(&std::path::Path)) {
+/// Builds, damages every pack with `damage`, and builds again with b
+/// changed, so that b needs a's bytes from the packs: the second run's
+/// report, and what a clean build of it gives.
+fn rebuild_after_damaging_packs(
+    world: &World,
+    damage: impl Fn(&std::path::Path),
+) -> (n2d_engine::Report, BTreeMap<String, Vec<u8>>) {
+    clean_outputs(world);
+    let expected = {
+        let other = World::new();
+        let (report, _) = other.run(graph_of(&other, CHANGED_B).0);
+        outputs(&report)
+    };
     let packs = walk(&world.cache_dir().join("packs"));
     assert!(!packs.is_empty(), "the build stored blobs in packs");
     for pack in packs {
         damage(&pack);
     }
-}
-
-/// b must run again, so it needs a's bytes: they come from the packs.
-fn changed_b() -> Vec<(&'static str, &'static [&'static str], &'static str)> {
-    vec![("a", &[], "1"), ("b", &["a"], "2"), ("c", &[], "1")]
+    world.take_log();
+    let (report, executed) = world.run(graph_of(world, CHANGED_B).0);
+    assert!(report.ok());
+    assert_eq!(executed, set(["a", "b"]), "a is rebuilt for b");
+    assert_eq!(outputs(&report), expected);
+    (report, expected)
 }
 
 #[test]
 fn garbled_packs_are_never_served_and_the_build_is_correct() {
     let world = World::new();
-    clean_outputs(&world);
-    let expected = {
-        let other = World::new();
-        let (report, _) = other.run(graph_of(&other, &changed_b()).0);
-        outputs(&report)
-    };
-    damage_packs(&world, |path| {
+    let (report, _) = rebuild_after_damaging_packs(&world, |path| {
         let mut bytes = std::fs::read(path).unwrap();
         for byte in bytes.iter_mut().skip(32) {
             *byte ^= 0x5a;
         }
         std::fs::write(path, bytes).unwrap();
     });
-    world.take_log();
-    let (report, executed) = world.run(graph_of(&world, &changed_b()).0);
-    assert!(report.ok());
-    assert_eq!(executed, set(["a", "b"]), "a is rebuilt for b");
-    assert_eq!(outputs(&report), expected);
     assert!(
         report
             .notices()
@@ -288,22 +290,12 @@ fn garbled_packs_are_never_served_and_the_build_is_correct() {
 #[test]
 fn deleted_packs_still_give_a_correct_build() {
     let world = World::new();
-    clean_outputs(&world);
-    let expected = {
-        let other = World::new();
-        let (report, _) = other.run(graph_of(&other, &changed_b()).0);
-        outputs(&report)
-    };
-    damage_packs(&world, |path| std::fs::remove_file(path).unwrap());
-    world.take_log();
-    let (report, executed) = world.run(graph_of(&world, &changed_b()).0);
-    assert!(report.ok());
-    assert_eq!(executed, set(["a", "b"]), "a is rebuilt for b");
-    assert_eq!(outputs(&report), expected);
+    let (report, expected) =
+        rebuild_after_damaging_packs(&world, |path| std::fs::remove_file(path).unwrap());
     drop(report);
     // Reading c's output above rebuilt it (its blob was gone too).
     world.take_log();
-    let (report, executed) = world.run(graph_of(&world, &changed_b()).0);
+    let (report, executed) = world.run(graph_of(&world, CHANGED_B).0);
     assert_eq!(executed, set([]), "the repaired cache works again");
     assert_eq!(outputs(&report), expected);
 }
