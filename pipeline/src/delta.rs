@@ -1147,9 +1147,6 @@ impl Session {
             }
         }
         index.started_at_ns = started_at_ns;
-        if written && write_atomically(&index_path(stamp), &encode_index(&index)) {
-            forget_evals(stamp, old_evals, &index);
-        }
 
         // Counts: every task of the last build, as cached, but those run.
         let mut summary = changed.stamp.summary()?;
@@ -1184,7 +1181,19 @@ impl Session {
         for (u, state) in materialized {
             patched.insert(*by_dir.get(index.units[u].dir.as_path())?, state);
         }
-        crate::stamp::record_patched(stamp, started_at_ns, &changed, &patched, &summary);
+        // The index and the stamp are written side by side; the stamp is
+        // put in place last, once the index is.
+        let (_, stamped) = rayon::join(
+            || {
+                if written && write_atomically(&index_path(stamp), &encode_index(&index)) {
+                    forget_evals(stamp, old_evals, &index);
+                }
+            },
+            || crate::stamp::record_patched(stamp, started_at_ns, &changed, &patched, &summary),
+        );
+        if let Some(stamped) = stamped {
+            stamped.commit();
+        }
         result.ok = true;
         result.summary = summary;
         result.outputs = changed
@@ -1261,7 +1270,11 @@ impl Session {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> bool {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    // The whole name and a suffix: `x.delta` and the stamp `x` are
+    // written at once, and must not share a temporary file.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
     if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_ok() {
         return true;
     }

@@ -635,6 +635,10 @@ fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), MaterializeErro
     let path = dir.join(MANIFEST);
     let tmp = dir.join(format!("{MANIFEST}{TMP_MARK}{}", std::process::id()));
     fs::write(&tmp, encode_manifest(manifest)).map_err(io("writing the manifest", &tmp))?;
+    // Removed first: ext4 starts writing a file back at once when it is
+    // renamed over another (`auto_da_alloc`). A crash in between leaves a
+    // folder without a manifest, which no build finds in sync.
+    let _ = fs::remove_file(&path);
     fs::rename(&tmp, &path).map_err(io("renaming the manifest into place", &path))
 }
 

@@ -304,11 +304,9 @@ pub(crate) fn record_patched(
     changed: &Changed,
     patched: &BTreeMap<usize, FolderState>,
     summary: &Summary,
-) {
+) -> Option<PendingStamp> {
     let stamp = &changed.stamp;
-    let Some((raw, ranges)) = &stamp.raw else {
-        return;
-    };
+    let (raw, ranges) = stamp.raw.as_ref()?;
     let mut head = Writer(Vec::with_capacity(128 * stamp.inputs.len() + 256));
     encode_head(
         &mut head,
@@ -343,12 +341,41 @@ pub(crate) fn record_patched(
         for part in &parts {
             file.write_all(part)?;
         }
-        file.write_all(checksum.as_bytes())?;
-        drop(file);
-        std::fs::rename(&tmp, path)
+        file.write_all(checksum.as_bytes())
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
+        return None;
+    }
+    Some(PendingStamp {
+        tmp,
+        path: path.to_owned(),
+    })
+}
+
+/// A stamp written beside its place, put there by [`PendingStamp::commit`]
+/// once what it vouches for is (the delta path's snapshot index): the
+/// encoding and the write run beside that, the rename after it. Dropped
+/// without a commit, it is removed.
+pub(crate) struct PendingStamp {
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl PendingStamp {
+    pub(crate) fn commit(mut self) {
+        let tmp = std::mem::take(&mut self.tmp);
+        if std::fs::rename(&tmp, &self.path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+impl Drop for PendingStamp {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -597,7 +624,9 @@ mod tests {
             &changed,
             &BTreeMap::from([(1, patched.clone())]),
             &summary,
-        );
+        )
+        .expect("written beside its place")
+        .commit();
         let written = decode(std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(written.started_at_ns, 99);
         assert_eq!(written.packages, original.packages);
