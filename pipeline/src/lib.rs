@@ -14,6 +14,7 @@ mod launch;
 mod layers;
 pub mod materialize;
 pub mod nix;
+mod pages;
 pub mod plan;
 mod session;
 mod stamp;
@@ -21,6 +22,7 @@ mod tasks;
 
 pub use direct::evaluate_workspace;
 pub use launch::LaunchRequest;
+pub use pages::SmallPages;
 pub use session::{option_set, BuildRequest, BuildResult, ProgressFn, Session, SessionError};
 
 /// Bounds the threads every part of n2d works on to `jobs`, not only the
