@@ -70,9 +70,6 @@ fn universe(workspace: &Workspace) -> Result<Universe> {
 }
 
 fn build(cwd: &Path, args: BuildArgs) -> Result<ExitCode> {
-    // Most builds end on the no-op check or the delta path, which touch a
-    // few megabytes: see `n2d_pipeline::SmallPages`.
-    let _pages = n2d_pipeline::SmallPages::begin();
     let workspace = workspace(cwd)?;
     let current_package = workspace.package_of(cwd);
     let session = open_session(workspace)?;

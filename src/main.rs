@@ -33,15 +33,30 @@ use n2d_supervisor::command_line::SUPERVISE_MODE;
 /// The supervisor executable, next to this one.
 const SUPERVISE_EXECUTABLE: &str = "n2d-supervise";
 
+/// Transparent huge pages off before the first allocation (the runtime's,
+/// before `main`): `n2d build` keeps them off until its full path, every
+/// other command turns them on again first thing (`n2d_pipeline::pages`).
+#[used]
+#[link_section = ".init_array"]
+static SMALL_PAGES_BEFORE_MAIN: extern "C" fn() = small_pages_before_main;
+
+extern "C" fn small_pages_before_main() {
+    n2d_pipeline::small_pages();
+}
+
 fn main() -> ExitCode {
     // Before clap: the supervisor's image must not touch the CLI's code.
     if std::env::args_os()
         .nth(1)
         .is_some_and(|a| a == SUPERVISE_MODE)
     {
+        n2d_pipeline::allow_huge_pages();
         return supervise(std::env::args_os().skip(2).collect());
     }
     let cli = cli::Cli::parse();
+    if !matches!(cli.command, cli::Command::Build(_)) {
+        n2d_pipeline::allow_huge_pages();
+    }
     match commands::run(cli) {
         Ok(code) => code,
         Err(error) => {
