@@ -54,13 +54,14 @@ pub fn workspace(cwd: &Path) -> Result<Workspace> {
 }
 
 pub fn open_session(workspace: Workspace) -> Result<Session> {
-    Session::open(workspace, |lock| {
-        eprintln!(
-            "waiting for another n2d process to release {}…",
-            lock.display()
-        );
-    })
-    .map_err(|e| anyhow!("{e}"))
+    Session::open(workspace, wait_message).map_err(|e| anyhow!("{e}"))
+}
+
+fn wait_message(lock: &Path) {
+    eprintln!(
+        "waiting for another n2d process to release {}…",
+        lock.display()
+    );
 }
 
 fn universe(workspace: &Workspace) -> Result<Universe> {
@@ -70,23 +71,23 @@ fn universe(workspace: &Workspace) -> Result<Universe> {
 }
 
 fn build(cwd: &Path, args: BuildArgs) -> Result<ExitCode> {
-    let workspace = workspace(cwd)?;
-    let current_package = workspace.package_of(cwd);
-    let session = open_session(workspace)?;
+    let root = Workspace::locate(cwd).map_err(|e| anyhow!("{e}"))?;
     let request = BuildRequest {
         patterns: args.labels,
         targets: args.options.targets,
-        current_package,
+        current_package: None,
         jobs: args.options.jobs,
         keep_going: args.options.keep_going,
     };
     let (progress, callback) = BuildProgress::new(args.options.json);
-    let result = session
-        .build(&request, callback)
-        .map_err(|e| anyhow!("{e}"))?;
+    let (result, session) =
+        n2d_pipeline::build_workspace(root, cwd, &request, wait_message, callback)
+            .map_err(|e| anyhow!("{e}"))?;
     progress.finish();
     report_build(&result, args.options.explain, args.options.json);
-    session.exit_without_teardown();
+    if let Some(session) = session {
+        session.exit_without_teardown();
+    }
     Ok(if result.ok {
         ExitCode::SUCCESS
     } else {

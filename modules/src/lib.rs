@@ -40,7 +40,7 @@ pub use package::{eval_package, Package};
 pub use parse::{parse_module_file, Format, ModuleFile};
 pub use show::{format_show, show_json};
 pub use universe::{DeploymentService, DeploymentSpec, LabelKind, Resolved, Universe};
-pub use workspace::{PackageFile, Settings, Workspace};
+pub use workspace::{PackageFile, Settings, WalkedFolder, Workspace, WorkspaceRoot};
 
 /// What a target supplies to resolution: the computed values that differ by
 /// target (`<label>.host`, `<label>.address.<port>`, `self.files."<name>".path`).

@@ -31,6 +31,60 @@ pub struct Workspace {
     pub settings: Settings,
     /// Sorted by package path.
     pub packages: Vec<PackageFile>,
+    /// Every folder the walk looked into, with the stat its listing was
+    /// taken at, sorted by path: while each still stats the same, a walk
+    /// would find the same packages. `None` when a listing was too recent
+    /// to vouch for (see `listings`) or the packages were not walked for.
+    #[serde(default)]
+    pub folders: Option<Vec<WalkedFolder>>,
+}
+
+/// A folder discovery walked and the stat of the listing it used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalkedFolder {
+    /// Relative to the root, `/`-separated; `""` for the root.
+    pub path: String,
+    pub mtime_ns: i64,
+    pub inode: u64,
+}
+
+/// A workspace's root and settings, before its packages are known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkspaceRoot {
+    /// Absolute, canonical.
+    pub root: PathBuf,
+    pub settings: Settings,
+}
+
+impl WorkspaceRoot {
+    /// Finds the packages by walking the folders.
+    pub fn discover(self) -> Result<Workspace, Error> {
+        let (packages, folders) = find_packages(&self.root, &self.settings)?;
+        Ok(Workspace {
+            root: self.root,
+            settings: self.settings,
+            packages,
+            folders,
+        })
+    }
+
+    /// The workspace whose module files are `files` (workspace-relative,
+    /// as [`PackageFile::display_path`] writes them, sorted by package)
+    /// and whose walk saw `folders`: what the caller has proved a walk
+    /// would find now, each folder still stat-ing as recorded. `None` when
+    /// a file is not a module file's path.
+    pub fn assume(self, files: &[String], folders: Vec<WalkedFolder>) -> Option<Workspace> {
+        let packages = files
+            .iter()
+            .map(|file| PackageFile::from_display_path(file))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Workspace {
+            root: self.root,
+            settings: self.settings,
+            packages,
+            folders: Some(folders),
+        })
+    }
 }
 
 /// `n2d.workspace.toml`.
@@ -95,11 +149,37 @@ impl PackageFile {
     pub fn display_path(&self) -> String {
         self.path.to_string_lossy().replace('\\', "/")
     }
+
+    /// The module file at `path` (as [`PackageFile::display_path`] writes
+    /// it); `None` when its name is not a module file's.
+    pub fn from_display_path(path: &str) -> Option<PackageFile> {
+        let (package, name) = match path.rsplit_once('/') {
+            Some((package, name)) => (package, name),
+            None => ("", path),
+        };
+        let format = match name {
+            "n2d.toml" => Format::Toml,
+            "n2d.json" => Format::Json,
+            "n2d.nix" => Format::Nix,
+            _ => return None,
+        };
+        Some(PackageFile {
+            package: package.to_string(),
+            path: PathBuf::from(path),
+            format,
+        })
+    }
 }
 
 impl Workspace {
     /// Finds the workspace around `start` (a folder) and its packages.
     pub fn discover(start: &Path) -> Result<Workspace, Error> {
+        Workspace::locate(start)?.discover()
+    }
+
+    /// Finds the root of the workspace `start` is in and reads its
+    /// settings; the packages are not looked for yet.
+    pub fn locate(start: &Path) -> Result<WorkspaceRoot, Error> {
         let start = std::fs::canonicalize(start).map_err(|err| {
             io_error(
                 format!("cannot resolve the folder {}", start.display()),
@@ -120,21 +200,20 @@ impl Workspace {
                 .help("run `n2d init` to create a workspace here")
             })?
             .to_path_buf();
-        Workspace::load(&root)
+        Workspace::settings_of(root)
     }
 
     /// Reads the workspace whose root is `root`.
     pub fn load(root: &Path) -> Result<Workspace, Error> {
+        Workspace::settings_of(root.to_path_buf())?.discover()
+    }
+
+    fn settings_of(root: PathBuf) -> Result<WorkspaceRoot, Error> {
         let settings_path = root.join(WORKSPACE_FILE);
         let text = std::fs::read_to_string(&settings_path)
             .map_err(|err| io_error(format!("cannot read {}", settings_path.display()), err))?;
         let settings = Settings::parse(WORKSPACE_FILE, &text)?;
-        let packages = find_packages(root, &settings)?;
-        Ok(Workspace {
-            root: root.to_path_buf(),
-            settings,
-            packages,
-        })
+        Ok(WorkspaceRoot { root, settings })
     }
 
     /// The package of a folder (the nearest enclosing package), for `:name`
@@ -158,7 +237,12 @@ impl Workspace {
     }
 }
 
-fn find_packages(root: &Path, settings: &Settings) -> Result<Vec<PackageFile>, Error> {
+/// The packages under `root`, and the folders walked (see
+/// [`Workspace::folders`]).
+fn find_packages(
+    root: &Path,
+    settings: &Settings,
+) -> Result<(Vec<PackageFile>, Option<Vec<WalkedFolder>>), Error> {
     let skip_dirs = [
         settings.output_dir.trim_matches('/').to_string(),
         settings.cache_dir.trim_matches('/').to_string(),
@@ -190,7 +274,20 @@ fn find_packages(root: &Path, settings: &Settings) -> Result<Vec<PackageFile>, E
             listings::save(&file, &recorded);
         }
     }
-    Ok(packages)
+    let mut folders = recorded
+        .into_iter()
+        .map(|(path, listing)| {
+            listing.trusted.then_some(WalkedFolder {
+                path,
+                mtime_ns: listing.mtime_ns,
+                inode: listing.inode,
+            })
+        })
+        .collect::<Option<Vec<_>>>();
+    if let Some(folders) = &mut folders {
+        folders.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    Ok((packages, folders))
 }
 
 fn now_ns() -> i64 {

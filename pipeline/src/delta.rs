@@ -1189,7 +1189,16 @@ impl Session {
                     forget_evals(stamp, old_evals, &index);
                 }
             },
-            || crate::stamp::record_patched(stamp, started_at_ns, &changed, &patched, &summary),
+            || {
+                crate::stamp::record_patched(
+                    stamp,
+                    started_at_ns,
+                    self.workspace.folders.as_deref(),
+                    &changed,
+                    &patched,
+                    &summary,
+                )
+            },
         );
         if let Some(stamped) = stamped {
             stamped.commit();

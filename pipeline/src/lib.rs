@@ -23,7 +23,9 @@ mod tasks;
 pub use direct::evaluate_workspace;
 pub use launch::LaunchRequest;
 pub use pages::{allow_huge_pages, small_pages};
-pub use session::{option_set, BuildRequest, BuildResult, ProgressFn, Session, SessionError};
+pub use session::{
+    build_workspace, option_set, BuildRequest, BuildResult, ProgressFn, Session, SessionError,
+};
 
 /// Bounds the threads every part of n2d works on to `jobs`, not only the
 /// engine's tasks (whose pool follows `BuildRequest::jobs`): discovery,

@@ -21,7 +21,7 @@ use n2d_cache::{Cache, WorkspaceLock};
 use n2d_engine::{
     Engine, EngineConfig, Graph, OnFailure, Progress, Report, Status, Summary, TaskError, TaskId,
 };
-use n2d_modules::{Format, OptionSet, Workspace};
+use n2d_modules::{Format, OptionSet, Settings, Workspace, WorkspaceRoot};
 use n2d_rules::{Deployment, Rule};
 
 use crate::launch::{LaunchRequest, LaunchTask};
@@ -86,6 +86,20 @@ pub enum Strategy {
     Full,
 }
 
+impl BuildResult {
+    /// A build the stamp proved had nothing to do.
+    fn no_op(outputs: Vec<PathBuf>, inputs: Vec<PathBuf>, summary: Summary) -> BuildResult {
+        BuildResult {
+            ok: true,
+            summary,
+            outputs,
+            inputs,
+            strategy: Strategy::NoOp,
+            ..BuildResult::default()
+        }
+    }
+}
+
 impl Strategy {
     pub fn name(self) -> &'static str {
         match self {
@@ -109,6 +123,98 @@ pub enum SessionError {
         target: &'static str,
         source: n2d_modules::Error,
     },
+    #[error("{0}")]
+    Workspace(n2d_modules::Error),
+}
+
+impl BuildRequest {
+    /// Whether a pattern is relative to the current package (`:api`,
+    /// `web/...`): only then does `current_package` change what is built.
+    pub fn is_relative(&self) -> bool {
+        self.patterns
+            .iter()
+            .any(|pattern| !pattern.starts_with("//") && pattern != "...")
+    }
+}
+
+/// The stamp of `request` in a workspace whose cache is `cache_dir`: its
+/// name is the key of everything the build's outcome depends on besides
+/// the files the stamp records. The executable is in it (a new n2d may
+/// render differently; its option declarations are part of it), the
+/// settings and the request, and the current package only when a pattern
+/// is relative to it, so that a no-op build can be proved before
+/// discovery (`build_workspace`).
+fn stamp_of(cache_dir: &Path, settings: &Settings, request: &BuildRequest) -> PathBuf {
+    let mut hasher = blake3::Hasher::new();
+    let current_package = request.is_relative().then_some(&request.current_package);
+    for part in [
+        format!("{:?}", request.patterns),
+        format!("{:?}", request.targets),
+        format!("{current_package:?}"),
+        format!("{settings:?}"),
+        crate::stamp::executable_identity(),
+    ] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    crate::stamp::stamp_path(cache_dir, &hasher.finalize().to_hex())
+}
+
+/// A build as `n2d build` runs it from the folder `cwd` of the workspace
+/// at `root`: with the workspace lock (`on_wait` is called before waiting
+/// for it), and, when no pattern is relative, first the stamp's check of
+/// everything the last build of the request read, discovery's folders
+/// included, so that a build with nothing to do ends without discovery,
+/// and one whose module files changed starts the delta path without it.
+/// Otherwise discovery, then [`Session::build`]. The session is returned
+/// when one was opened (`Session::exit_without_teardown`).
+pub fn build_workspace(
+    root: WorkspaceRoot,
+    cwd: &Path,
+    request: &BuildRequest,
+    on_wait: impl FnOnce(&Path),
+    progress: Option<ProgressFn>,
+) -> Result<(BuildResult, Option<Session>), SessionError> {
+    let cache_dir = root.root.join(&root.settings.cache_dir);
+    let lock = WorkspaceLock::acquire(&cache_dir.join("lock"), on_wait)?;
+    let mut request = request.clone();
+    if !request.is_relative() {
+        request.current_package = None;
+        let started_at = crate::stamp::now_ns();
+        let stamp = stamp_of(&cache_dir, &root.settings, &request);
+        let check = crate::stamp::check(
+            &stamp,
+            crate::stamp::Discovered::NotYet { root: &root.root },
+        );
+        match check {
+            crate::stamp::Check::Unknown => {}
+            crate::stamp::Check::Unchanged(outputs, inputs, summary) => {
+                return Ok((BuildResult::no_op(outputs, inputs, summary), None));
+            }
+            crate::stamp::Check::Changed(changed) => {
+                let folders = changed.stamp.folders.clone().unwrap_or_default();
+                let packages = changed.stamp.packages.clone();
+                if let Some(workspace) = root.clone().assume(&packages, folders) {
+                    let session = Session::open_locked(workspace, lock)?;
+                    let result = session.build_checked(
+                        &request,
+                        progress,
+                        started_at,
+                        &stamp,
+                        crate::stamp::Check::Changed(changed),
+                    )?;
+                    return Ok((result, Some(session)));
+                }
+            }
+        }
+    }
+    let workspace = root.discover().map_err(SessionError::Workspace)?;
+    if request.is_relative() {
+        request.current_package = workspace.package_of(cwd);
+    }
+    let session = Session::open_locked(workspace, lock)?;
+    let result = session.build(&request, progress)?;
+    Ok((result, Some(session)))
 }
 
 /// The workspace with its lock held, its cache (opened when first needed:
@@ -138,6 +244,12 @@ impl Session {
     ) -> Result<Session, SessionError> {
         let cache_dir = workspace.root.join(&workspace.settings.cache_dir);
         let lock = WorkspaceLock::acquire(&cache_dir.join("lock"), on_wait)?;
+        Session::open_locked(workspace, lock)
+    }
+
+    /// Opens the workspace's cache with its lock already held.
+    pub fn open_locked(workspace: Workspace, lock: WorkspaceLock) -> Result<Session, SessionError> {
+        let cache_dir = workspace.root.join(&workspace.settings.cache_dir);
         let (rules, options, options_digest) = rules_and_options()?;
         Ok(Session {
             workspace,
@@ -226,18 +338,30 @@ impl Session {
             .iter()
             .map(|p| p.display_path())
             .collect();
-        let stamp = crate::stamp::stamp_path(&self.cache_dir, &self.stamp_key(request));
-        let check = crate::stamp::check(&stamp, &packages);
+        let stamp = stamp_of(&self.cache_dir, &self.workspace.settings, request);
+        let check = crate::stamp::check(&stamp, crate::stamp::Discovered::Packages(&packages));
+        self.build_checked(request, progress, started_at, &stamp, check)
+    }
+
+    /// [`Session::build`] once its stamp is checked.
+    fn build_checked(
+        &self,
+        request: &BuildRequest,
+        progress: Option<ProgressFn>,
+        started_at: i128,
+        stamp: &Path,
+        check: crate::stamp::Check,
+    ) -> Result<BuildResult, SessionError> {
+        let stamp = stamp.to_path_buf();
+        let packages: Vec<String> = self
+            .workspace
+            .packages
+            .iter()
+            .map(|p| p.display_path())
+            .collect();
         match check {
             crate::stamp::Check::Unchanged(outputs, inputs, summary) => {
-                return Ok(BuildResult {
-                    ok: true,
-                    summary,
-                    outputs,
-                    inputs,
-                    strategy: Strategy::NoOp,
-                    ..BuildResult::default()
-                });
+                return Ok(BuildResult::no_op(outputs, inputs, summary));
             }
             crate::stamp::Check::Changed(changed) => {
                 if let Some(result) = self.delta(&stamp, changed, started_at) {
@@ -697,6 +821,7 @@ impl Session {
                     &stamp,
                     started_at,
                     &packages,
+                    self.workspace.folders.as_deref(),
                     &result.inputs,
                     &stamped_outputs,
                     &result.summary,
@@ -868,24 +993,6 @@ impl Session {
             pending.retain(|i| gone.contains(i));
         }
         Ok(realized)
-    }
-
-    /// Everything a build's outcome depends on besides the files it reads:
-    /// the key of its stamp.
-    fn stamp_key(&self, request: &BuildRequest) -> String {
-        let mut hasher = blake3::Hasher::new();
-        for part in [
-            format!("{:?}", request.patterns),
-            format!("{:?}", request.targets),
-            format!("{:?}", request.current_package),
-            format!("{:?}", self.workspace.settings),
-            self.options_digest.clone(),
-            crate::stamp::executable_identity(),
-        ] {
-            hasher.update(&(part.len() as u64).to_le_bytes());
-            hasher.update(part.as_bytes());
-        }
-        hasher.finalize().to_hex().to_string()
     }
 
     /// Adds a stage's counts, explanations, errors and notices.

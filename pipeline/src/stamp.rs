@@ -26,6 +26,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use n2d_engine::{KindCounts, Summary};
 use rayon::prelude::*;
 
+use n2d_modules::WalkedFolder;
+
 use crate::binary::Writer;
 use crate::materialize::{self, FolderState};
 
@@ -35,6 +37,10 @@ pub(crate) struct Stamp {
     pub(crate) started_at_ns: i128,
     /// Module files found by discovery, workspace-relative.
     pub(crate) packages: Vec<String>,
+    /// The folders discovery walked to find them, with their stats: while
+    /// all stat the same, discovery would find the same files, and the
+    /// check runs without it (`None`: a listing was too recent to vouch).
+    pub(crate) folders: Option<Vec<WalkedFolder>>,
     pub(crate) inputs: Vec<(PathBuf, FileStat)>,
     /// Target folder → what it holds.
     pub(crate) outputs: Vec<(PathBuf, FolderState)>,
@@ -128,6 +134,18 @@ pub struct Changed {
     pub(crate) now: Vec<FileStat>,
 }
 
+/// Whether every folder discovery walked still stats as recorded: then it
+/// would list the same entries (`n2d_modules::workspace`, `listings`).
+/// Followed through symbolic links, as discovery reads them.
+fn folders_hold(root: &Path, folders: &[WalkedFolder]) -> bool {
+    folders.par_iter().all(|folder| {
+        std::fs::metadata(root.join(&folder.path)).is_ok_and(|meta| {
+            meta.ino() == folder.inode
+                && meta.mtime() * 1_000_000_000 + meta.mtime_nsec() == folder.mtime_ns
+        })
+    })
+}
+
 /// Whether every output folder of `stamp` still holds what it records:
 /// one `stat` per file (see ARCHITECTURE.md, "What a no-op build proves").
 fn outputs_hold(stamp: &Stamp) -> bool {
@@ -152,21 +170,46 @@ impl Changed {
     }
 }
 
-/// Compares the stamp at `path` with the workspace, whose module files are
-/// `packages`.
-pub fn check(path: &Path, packages: &[String]) -> Check {
-    // Each input's stat now (`None` when one is gone), taken while the
-    // output records are decoded.
+/// What the workspace is known to hold when the stamp is checked.
+pub enum Discovered<'a> {
+    /// Discovery found these module files (workspace-relative).
+    Packages(&'a [String]),
+    /// Discovery has not run: the stamp's own record of the folders it
+    /// walked stands for it, when every folder under `root` still stats
+    /// as recorded.
+    NotYet { root: &'a Path },
+}
+
+/// Compares the stamp at `path` with the workspace.
+pub fn check(path: &Path, discovered: Discovered<'_>) -> Check {
+    // Each input's stat now (`None` when one is gone), and before
+    // discovery whether every folder it walked is as it was, taken while
+    // the output records are decoded.
     let decoded = std::fs::read(path).ok().and_then(|bytes| {
-        decode_with(bytes, |inputs| -> Option<Vec<FileStat>> {
-            inputs.par_iter().map(|(file, _)| stat(file)).collect()
+        decode_with(bytes, |folders, inputs| -> Option<Vec<FileStat>> {
+            let (folders_hold, now) = rayon::join(
+                || match discovered {
+                    Discovered::Packages(_) => true,
+                    Discovered::NotYet { root } => {
+                        folders.is_some_and(|folders| folders_hold(root, folders))
+                    }
+                },
+                || inputs.par_iter().map(|(file, _)| stat(file)).collect(),
+            );
+            if folders_hold {
+                now
+            } else {
+                None
+            }
         })
     });
     let Some((stamp, Some(now))) = decoded else {
         return Check::Unknown;
     };
-    if stamp.packages != packages {
-        return Check::Unknown;
+    if let Discovered::Packages(packages) = discovered {
+        if stamp.packages != packages {
+            return Check::Unknown;
+        }
     }
     let racy_limit = stamp.started_at_ns - 2_000_000_000;
     let inputs: Vec<bool> = stamp
@@ -232,6 +275,7 @@ pub fn record(
     path: &Path,
     started_at_ns: i128,
     packages: &[String],
+    folders: Option<&[WalkedFolder]>,
     inputs: &[PathBuf],
     outputs: &[(PathBuf, String, Option<FolderState>)],
     summary: &Summary,
@@ -245,7 +289,15 @@ pub fn record(
         let _ = std::fs::remove_file(path);
         return;
     };
-    record_stats(path, started_at_ns, packages, inputs, outputs, summary);
+    record_stats(
+        path,
+        started_at_ns,
+        packages,
+        folders,
+        inputs,
+        outputs,
+        summary,
+    );
 }
 
 /// `record` with the inputs' stats already taken (before the build read
@@ -254,6 +306,7 @@ pub fn record_stats(
     path: &Path,
     started_at_ns: i128,
     packages: &[String],
+    folders: Option<&[WalkedFolder]>,
     inputs: Vec<(PathBuf, FileStat)>,
     outputs: &[(PathBuf, String, Option<FolderState>)],
     summary: &Summary,
@@ -278,6 +331,7 @@ pub fn record_stats(
     let stamp = Stamp {
         started_at_ns,
         packages: packages.to_vec(),
+        folders: folders.map(<[WalkedFolder]>::to_vec),
         inputs,
         outputs,
         tasks,
@@ -301,6 +355,7 @@ pub fn record_stats(
 pub(crate) fn record_patched(
     path: &Path,
     started_at_ns: i128,
+    folders: Option<&[WalkedFolder]>,
     changed: &Changed,
     patched: &BTreeMap<usize, FolderState>,
     summary: &Summary,
@@ -312,6 +367,7 @@ pub(crate) fn record_patched(
         &mut head,
         started_at_ns,
         &stamp.packages,
+        folders,
         stamp.inputs.iter().map(|(file, _)| file).zip(&changed.now),
     );
     head.u64(stamp.outputs.len() as u64);
@@ -402,7 +458,7 @@ fn stat(file: &Path) -> Option<FileStat> {
 }
 
 const MAGIC: &[u8; 8] = b"n2dstamp";
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 fn encode(stamp: &Stamp) -> Vec<u8> {
     let files: usize = stamp.outputs.iter().map(|(_, s)| s.files.len()).sum();
@@ -413,6 +469,7 @@ fn encode(stamp: &Stamp) -> Vec<u8> {
         &mut out,
         stamp.started_at_ns,
         &stamp.packages,
+        stamp.folders.as_deref(),
         stamp.inputs.iter().map(|(file, stat)| (file, stat)),
     );
     out.u64(stamp.outputs.len() as u64);
@@ -427,6 +484,7 @@ fn encode_head<'a>(
     out: &mut Writer,
     started_at_ns: i128,
     packages: &[String],
+    folders: Option<&[WalkedFolder]>,
     inputs: impl ExactSizeIterator<Item = (&'a PathBuf, &'a FileStat)>,
 ) {
     out.0.extend_from_slice(MAGIC);
@@ -435,6 +493,18 @@ fn encode_head<'a>(
     out.u64(packages.len() as u64);
     for package in packages {
         out.bytes(package.as_bytes());
+    }
+    // A count of all ones: no folders to vouch for the walk.
+    match folders {
+        None => out.u64(u64::MAX),
+        Some(folders) => {
+            out.u64(folders.len() as u64);
+            for folder in folders {
+                out.bytes(folder.path.as_bytes());
+                out.i128(folder.mtime_ns.into());
+                out.u64(folder.inode);
+            }
+        }
     }
     out.u64(inputs.len() as u64);
     for (file, stat) in inputs {
@@ -465,20 +535,35 @@ fn encode_tasks(out: &mut Writer, tasks: &BTreeMap<String, u64>) {
 
 #[cfg(test)]
 fn decode(bytes: Vec<u8>) -> Option<Stamp> {
-    decode_with(bytes, |_| ()).map(|(stamp, ())| stamp)
+    decode_with(bytes, |_, _| ()).map(|(stamp, ())| stamp)
 }
 
-/// Decodes a stamp, running `on_inputs` over its inputs while the rest
-/// (10,000 output records at 10,000 outputs) is decoded.
+/// Decodes a stamp, running `on_inputs` over its walked folders and its
+/// inputs while the rest (10,000 output records at 10,000 outputs) is
+/// decoded.
 fn decode_with<T: Send>(
     bytes: Vec<u8>,
-    on_inputs: impl FnOnce(&[(PathBuf, FileStat)]) -> T + Send,
+    on_inputs: impl FnOnce(Option<&[WalkedFolder]>, &[(PathBuf, FileStat)]) -> T + Send,
 ) -> Option<(Stamp, T)> {
     let mut input = crate::binary::headed(crate::binary::checked_body(&bytes)?, MAGIC, FORMAT)?;
     let started_at_ns = input.i128()?;
     let packages = (0..input.count()?)
         .map(|_| input.string())
         .collect::<Option<_>>()?;
+    let folders = match input.u64()? {
+        u64::MAX => None,
+        count => Some(
+            (0..count)
+                .map(|_| {
+                    Some(WalkedFolder {
+                        path: input.string()?,
+                        mtime_ns: input.i128()?.try_into().ok()?,
+                        inode: input.u64()?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?,
+        ),
+    };
     let inputs = (0..input.count()?)
         .map(|_| {
             let file = input.path()?;
@@ -492,7 +577,7 @@ fn decode_with<T: Send>(
         .collect::<Option<Vec<_>>>()?;
     let end = bytes.len() - 32;
     let (seen, rest) = rayon::join(
-        || on_inputs(&inputs),
+        || on_inputs(folders.as_deref(), &inputs),
         || {
             let mut ranges = Vec::new();
             let outputs = (0..input.count()?)
@@ -518,6 +603,7 @@ fn decode_with<T: Send>(
         Stamp {
             started_at_ns,
             packages,
+            folders,
             inputs,
             outputs,
             tasks,
@@ -542,6 +628,11 @@ mod tests {
         Stamp {
             started_at_ns: 1_795_590_241_879_162_411,
             packages: vec!["web/n2d.toml".into(), "n2d.toml".into()],
+            folders: Some(vec![WalkedFolder {
+                path: "web".into(),
+                mtime_ns: -3,
+                inode: 12,
+            }]),
             inputs: vec![(
                 PathBuf::from("/ws/web/n2d.toml"),
                 FileStat {
@@ -572,6 +663,7 @@ mod tests {
         let decoded = decode(bytes.clone()).unwrap();
         assert_eq!(decoded.started_at_ns, original.started_at_ns);
         assert_eq!(decoded.packages, original.packages);
+        assert_eq!(decoded.folders, original.folders);
         assert_eq!(decoded.inputs, original.inputs);
         assert_eq!(decoded.outputs, original.outputs);
         assert_eq!(decoded.tasks, original.tasks);
@@ -618,9 +710,15 @@ mod tests {
         let path = tmp.path().join("stamp");
         let mut summary = Summary::default();
         summary.by_kind.insert("render", KindCounts::default());
+        let folders = vec![WalkedFolder {
+            path: String::new(),
+            mtime_ns: 5,
+            inode: 6,
+        }];
         record_patched(
             &path,
             99,
+            Some(&folders),
             &changed,
             &BTreeMap::from([(1, patched.clone())]),
             &summary,
@@ -630,6 +728,11 @@ mod tests {
         let written = decode(std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(written.started_at_ns, 99);
         assert_eq!(written.packages, original.packages);
+        assert_eq!(
+            written.folders,
+            Some(folders),
+            "the walk of the delta build's session"
+        );
         assert_eq!(
             written.inputs,
             vec![(PathBuf::from("/ws/web/n2d.toml"), now)]
@@ -643,5 +746,78 @@ mod tests {
             written.tasks,
             [("render".to_string(), 0)].into_iter().collect()
         );
+    }
+
+    /// A workspace with one package whose folders are an hour old, and the
+    /// stamp of a build that walked them.
+    fn walked_workspace(dir: &Path) -> (PathBuf, Vec<WalkedFolder>) {
+        let root = dir.join("ws");
+        std::fs::create_dir_all(root.join("web/static")).unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let file = std::fs::File::create(root.join("web/n2d.toml")).unwrap();
+        file.set_modified(old).unwrap();
+        let folders = ["", "web", "web/static"]
+            .into_iter()
+            .map(|path| {
+                let folder = std::fs::File::open(root.join(path)).unwrap();
+                folder.set_modified(old).unwrap();
+                let meta = folder.metadata().unwrap();
+                WalkedFolder {
+                    path: path.to_string(),
+                    mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+                    inode: meta.ino(),
+                }
+            })
+            .collect();
+        (root, folders)
+    }
+
+    #[test]
+    fn before_discovery_the_check_holds_only_while_every_walked_folder_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (root, folders) = walked_workspace(tmp.path());
+        let path = tmp.path().join("stamp");
+        let file = root.join("web/n2d.toml");
+        let record = |folders: Option<&[WalkedFolder]>| {
+            record(
+                &path,
+                now_ns(),
+                &["web/n2d.toml".to_string()],
+                folders,
+                std::slice::from_ref(&file),
+                &[],
+                &Summary::default(),
+            )
+        };
+        let before_discovery = || check(&path, Discovered::NotYet { root: &root });
+        record(Some(&folders));
+        assert!(matches!(before_discovery(), Check::Unchanged(..)));
+
+        // A new entry anywhere moves that folder's mtime: discovery must run.
+        std::fs::create_dir(root.join("web/static/new")).unwrap();
+        assert!(matches!(before_discovery(), Check::Unknown));
+        // Discovery itself compares the module files it found.
+        assert!(matches!(
+            check(&path, Discovered::Packages(&["web/n2d.toml".to_string()])),
+            Check::Unchanged(..)
+        ));
+        assert!(matches!(
+            check(&path, Discovered::Packages(&[])),
+            Check::Unknown
+        ));
+
+        // A stamp whose walk had a listing too recent to vouch for.
+        std::fs::remove_dir(root.join("web/static/new")).unwrap();
+        let (_, folders) = walked_workspace(tmp.path());
+        record(Some(&folders));
+        assert!(matches!(before_discovery(), Check::Unchanged(..)));
+        record(None);
+        assert!(matches!(before_discovery(), Check::Unknown));
+
+        // A changed module file in unchanged folders: the delta path's
+        // start, before discovery too.
+        record(Some(&folders));
+        std::fs::write(&file, "# edited").unwrap();
+        assert!(matches!(before_discovery(), Check::Changed(_)));
     }
 }

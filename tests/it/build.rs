@@ -419,29 +419,59 @@ fn n2d_runs_from_a_package_folder_with_relative_labels() {
         .is_file());
 }
 
-/// Sets every module file's mtime an hour back, as if edited long ago: the
-/// no-op fast path never trusts files modified within two seconds of a build.
-fn age_inputs(ws: &TestWorkspace) {
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    for entry in walkdir::WalkDir::new(&ws.root)
-        .into_iter()
-        .filter_map(Result::ok)
-    {
-        let name = entry.file_name().to_string_lossy();
-        if entry.file_type().is_file() && (name == "n2d.toml" || name == "n2d.workspace.toml") {
-            let file = std::fs::File::options()
-                .append(true)
-                .open(entry.path())
-                .unwrap();
-            file.set_modified(old).unwrap();
-        }
-    }
+/// Packages appear and vanish by folder changes alone (no file the last
+/// build read changed): a build that starts from its stamp's record of
+/// the folders, before discovery, must see each of them.
+#[test]
+fn packages_added_or_cut_off_where_no_input_changed_are_seen() {
+    let ws = three_services();
+    ws.write("extra/notes.txt", "no module file here yet");
+    ws.age();
+    ws.build_json(&["//..."]);
+    assert_eq!(ws.build_json(&["//..."])["strategy"], "no-op");
+    let deployment = |package: &str| {
+        format!("[services.{package}]\ncommand = [\"/bin/true\"]\n\n[deployments.run-{package}]\nservices = [\":{package}\"]\n")
+    };
+
+    // A module file in a folder that held none: only that folder changed.
+    ws.write("extra/n2d.toml", &deployment("x"));
+    let added = ws.build_json(&["//..."]);
+    assert_eq!(added["ok"], true, "{added}");
+    assert!(
+        ws.root
+            .join("n2d-out/extra/run-x/json/services/x.json")
+            .is_file(),
+        "{added}"
+    );
+
+    // A package in a new folder two levels down, once the rest is old.
+    ws.age();
+    ws.build_json(&["//..."]);
+    assert_eq!(ws.build_json(&["//..."])["strategy"], "no-op");
+    ws.write("extra/deeper/n2d.toml", &deployment("y"));
+    let deeper = ws.build_json(&["//..."]);
+    assert_eq!(deeper["ok"], true, "{deeper}");
+    assert!(ws
+        .root
+        .join("n2d-out/extra/deeper/run-y/json/services/y.json")
+        .is_file());
+
+    // A nested workspace takes its folder out of this one.
+    ws.age();
+    ws.build_json(&["//..."]);
+    assert_eq!(ws.build_json(&["//..."])["strategy"], "no-op");
+    std::fs::write(ws.root.join("extra/deeper/n2d.workspace.toml"), "").unwrap();
+    let cut = ws.build_json(&["//..."]);
+    assert_eq!(cut["ok"], true, "{cut}");
+    let outputs = cut["outputs"].to_string();
+    assert!(outputs.contains("extra/run-x/json"), "{cut}");
+    assert!(!outputs.contains("deeper"), "{cut}");
 }
 
 #[test]
 fn a_no_op_build_does_not_open_the_database_and_sees_every_edit() {
     let ws = three_services();
-    age_inputs(&ws);
+    ws.age();
     ws.build_json(&["//..."]);
     // Damage the database: a build that opens it says so in a notice.
     std::fs::remove_dir_all(ws.root.join(".n2d/db")).unwrap();
@@ -466,7 +496,7 @@ fn a_no_op_build_does_not_open_the_database_and_sees_every_edit() {
     assert!(ws
         .read("n2d-out/app/solo/json/services/c.json")
         .contains("edited"));
-    age_inputs(&ws);
+    ws.age();
     ws.build_json(&["//..."]);
     ws.write("n2d-out/app/solo/json/services/c.json", "tampered");
     let restored = ws.build_json(&["//..."]);

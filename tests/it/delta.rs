@@ -114,6 +114,45 @@ fn an_edit_of_one_service_runs_only_its_tasks_and_matches_a_clean_build() {
     assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
 }
 
+/// In a workspace whose folders are old, the last build's stamp vouches
+/// for discovery: an edit in place starts the delta path before it, one
+/// saved by a rename (a new file in the folder, as many editors save)
+/// after it. Both leave what a clean build leaves.
+#[test]
+fn edits_in_place_or_by_rename_take_the_delta_path_before_or_after_discovery() {
+    let ws = workspace();
+    ws.age();
+    assert_eq!(ws.build_json(&args())["strategy"], "full");
+    assert_eq!(ws.build_json(&args())["strategy"], "no-op");
+
+    ws.write("one/n2d.toml", &package("one", "in place", ""));
+    let in_place = ws.build_json(&args());
+    assert_eq!(in_place["strategy"], "delta", "{in_place}");
+    assert_eq!(
+        counts(&in_place, "render").0,
+        TARGETS.len() as u64,
+        "{in_place}"
+    );
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+
+    ws.write("two/n2d.toml.swp", &package("two", "renamed", ""));
+    std::fs::rename(
+        ws.root.join("two/n2d.toml.swp"),
+        ws.root.join("two/n2d.toml"),
+    )
+    .unwrap();
+    let renamed = ws.build_json(&args());
+    assert_eq!(renamed["strategy"], "delta", "{renamed}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+
+    // Once old again, nothing to do, proved before discovery.
+    ws.age();
+    ws.build_json(&args());
+    let again = ws.build_json(&args());
+    assert_eq!(again["strategy"], "no-op", "{again}");
+    assert_eq!(again["executed"], 0, "{again}");
+}
+
 #[test]
 fn a_comment_edit_renders_nothing_and_an_edit_of_a_shared_module_reaches_its_importers() {
     let ws = workspace();

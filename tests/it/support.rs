@@ -56,6 +56,33 @@ impl TestWorkspace {
         }
     }
 
+    /// Sets the mtime of every module file and of every folder discovery
+    /// walks an hour back, as if written long ago: the no-op fast path
+    /// never trusts files modified within two seconds of a build, nor a
+    /// folder listing taken within two seconds of its last change.
+    pub fn age(&self) {
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for entry in walkdir::WalkDir::new(&self.root)
+            .into_iter()
+            .filter_entry(|e| !matches!(e.file_name().to_str(), Some("n2d-out" | ".n2d")))
+            .filter_map(Result::ok)
+        {
+            let name = entry.file_name().to_string_lossy();
+            if entry.file_type().is_dir() {
+                let folder = std::fs::File::open(entry.path()).unwrap();
+                folder.set_modified(old).unwrap();
+            } else if entry.file_type().is_file()
+                && (name == "n2d.toml" || name == "n2d.workspace.toml")
+            {
+                let file = std::fs::File::options()
+                    .append(true)
+                    .open(entry.path())
+                    .unwrap();
+                file.set_modified(old).unwrap();
+            }
+        }
+    }
+
     /// Runs `n2d ARGS` in the root.
     pub fn n2d(&self, args: &[&str]) -> Output {
         n2d_in(&self.root, args)
