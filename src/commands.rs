@@ -65,7 +65,7 @@ fn wait_message(lock: &Path) {
 }
 
 fn universe(workspace: &Workspace) -> Result<Universe> {
-    let options = n2d_pipeline::option_set().map_err(|e| anyhow!("{e}"))?;
+    let options = n2d_pipeline::option_set();
     n2d_pipeline::evaluate_workspace(workspace, options)
         .map_err(|errors| anyhow!("{}", errors.join("\n\n")))
 }
@@ -361,7 +361,7 @@ fn show(cwd: &Path, args: ShowArgs) -> Result<ExitCode> {
 }
 
 fn options(args: OptionsArgs) -> Result<ExitCode> {
-    let options = n2d_pipeline::option_set().map_err(|e| anyhow!("{e}"))?;
+    let options = n2d_pipeline::option_set();
     match args.format {
         OptionsFormat::Markdown => print!("{}", options.reference_markdown()),
         OptionsFormat::Json => println!(

@@ -21,7 +21,8 @@ use crate::types::{parse_type, Type};
 
 /// The display path of the core declarations.
 pub const CORE_OPTIONS_PATH: &str = "modules/options/core.toml";
-const CORE_OPTIONS: &str = include_str!("../options/core.toml");
+/// The core option declarations, as [`OptionSet::core`] reads them.
+pub const CORE_OPTIONS: &str = include_str!("../options/core.toml");
 
 /// A tree of option declarations.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

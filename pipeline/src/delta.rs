@@ -392,7 +392,7 @@ pub(crate) fn record(
             // The deployment-wide files: the rule's `assemble` again, as
             // the delta path will run it. Its files and the services' must
             // make up the Assemble output, or the unit has no snapshot.
-            let rule = session.rules.get(unit.target.as_str())?;
+            let rule = session.declared().rules.get(unit.target.as_str())?;
             let (shared, _) = assemble_shared(rule.as_ref(), &unit.deployment, &services)?;
             let whole = tree_of(&shared, &services)?;
             if tree_digest(whole.iter().copied()) != assembled {
@@ -857,7 +857,7 @@ impl Session {
                     eval
                 }
             };
-            let rule = self.rules.get(unit.target.as_str())?.clone();
+            let rule = self.declared().rules.get(unit.target.as_str())?.clone();
             let env = rule.env().id();
             let deployment = Arc::new(Deployment {
                 package: unit.label.package.clone(),
@@ -913,7 +913,7 @@ impl Session {
                             deployment: unit.label.clone(),
                             service: service.name.clone(),
                             rule: rule.clone(),
-                            options_digest: self.options_digest.clone(),
+                            options_digest: self.declared().digest.clone(),
                             universe: universe.clone(),
                             realized: 0,
                         };
@@ -1227,7 +1227,7 @@ impl Session {
     /// member index built, as the first Resolve would.
     fn read_unit(&self, read: PackRead) -> UnitRead {
         let universe = Arc::new(SharedUniverse::detached(
-            self.options.clone(),
+            self.declared().options.clone(),
             self.workspace.settings.clone(),
         ));
         // The longer job first: the other is left to a free thread.

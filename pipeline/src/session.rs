@@ -116,13 +116,6 @@ pub enum SessionError {
     Cache(#[from] n2d_cache::CacheError),
     #[error(transparent)]
     Engine(#[from] n2d_engine::EngineError),
-    #[error(
-        "the options of the `{target}` target are invalid (please report this bug):\n{source}"
-    )]
-    RuleOptions {
-        target: &'static str,
-        source: n2d_modules::Error,
-    },
     #[error("{0}")]
     Workspace(n2d_modules::Error),
 }
@@ -225,10 +218,10 @@ pub struct Session {
     /// The workspace lock until the cache takes it over.
     lock: Mutex<Option<WorkspaceLock>>,
     cache: OnceLock<Arc<Cache>>,
-    pub(crate) rules: Rules,
-    pub(crate) options: Arc<OptionSet>,
-    /// Identifies the option declarations: part of Plan and Resolve keys.
-    pub(crate) options_digest: String,
+    /// The rules and option declarations, made on first use: a build that
+    /// ends on the no-op check needs none, and the delta path first needs
+    /// them while the outputs are being checked.
+    declared: OnceLock<Arc<Declared>>,
     /// What a full build leaves behind (its reports, tasks and outputs),
     /// freed with the session rather than at the end of the build; see
     /// [`Session::exit_without_teardown`].
@@ -250,17 +243,19 @@ impl Session {
     /// Opens the workspace's cache with its lock already held.
     pub fn open_locked(workspace: Workspace, lock: WorkspaceLock) -> Result<Session, SessionError> {
         let cache_dir = workspace.root.join(&workspace.settings.cache_dir);
-        let (rules, options, options_digest) = rules_and_options()?;
         Ok(Session {
             workspace,
             cache_dir,
             lock: Mutex::new(Some(lock)),
             cache: OnceLock::new(),
-            rules,
-            options: Arc::new(options),
-            options_digest,
+            declared: OnceLock::new(),
             retired: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The rules, the option set and its digest (see [`Declared`]).
+    pub(crate) fn declared(&self) -> &Arc<Declared> {
+        self.declared.get_or_init(|| Arc::new(Declared::new()))
     }
 
     /// Ends the process's use of the session without freeing it: for a
@@ -456,7 +451,7 @@ impl Session {
         let universe = Arc::new(SharedUniverse::new(
             first.clone(),
             evals.clone(),
-            self.options.clone(),
+            self.declared().options.clone(),
             self.workspace.settings.clone(),
         ));
         let mut graph = Graph::new();
@@ -477,9 +472,14 @@ impl Session {
                     targets: request.targets.clone(),
                     current_package: request.current_package.clone(),
                     default_targets: self.workspace.settings.default_targets.clone(),
-                    known_targets: self.rules.keys().map(|t| t.to_string()).collect(),
+                    known_targets: self
+                        .declared()
+                        .rules
+                        .keys()
+                        .map(|t| t.to_string())
+                        .collect(),
                 },
-                options_digest: self.options_digest.clone(),
+                options_digest: self.declared().digest.clone(),
                 universe: universe.clone(),
             },
             &imported,
@@ -539,7 +539,7 @@ impl Session {
             });
             let deployment_digest = deployment_digest(&deployment);
             for target in &planned.targets {
-                let rule = self.rules[target.as_str()].clone();
+                let rule = self.declared().rules[target.as_str()].clone();
                 let env = rule.env().id();
                 let deployment_inputs = rule.deployment_inputs(&deployment);
                 let mut renders = Vec::new();
@@ -604,7 +604,7 @@ impl Session {
                                     deployment: planned.label.clone(),
                                     service: service.name.clone(),
                                     rule: rule.clone(),
-                                    options_digest: self.options_digest.clone(),
+                                    options_digest: self.declared().digest.clone(),
                                     universe: universe.clone(),
                                 },
                                 &dependencies,
@@ -1041,33 +1041,54 @@ fn root_file(workspace: &Workspace) -> PathBuf {
 /// The rules by target.
 type Rules = BTreeMap<&'static str, Arc<dyn Rule>>;
 
-/// The rules by target, the option set they extend, and its digest.
-fn rules_and_options() -> Result<(Rules, OptionSet, String), SessionError> {
-    let mut options = OptionSet::core();
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(options.reference_markdown().as_bytes());
-    let mut rules = BTreeMap::new();
-    for rule in n2d_rules::all() {
-        let declarations = rule.options();
-        if !declarations.is_empty() {
-            options
-                .extend(rule.target(), declarations)
-                .map_err(|source| SessionError::RuleOptions {
-                    target: rule.target(),
-                    source,
-                })?;
-        }
-        hasher.update(rule.target().as_bytes());
-        hasher.update(declarations.as_bytes());
-        rules.insert(rule.target(), rule);
-    }
-    Ok((rules, options, hasher.finalize().to_hex().to_string()))
+/// The rules by target and the option set they extend: the core
+/// declarations and each target's.
+pub(crate) struct Declared {
+    pub(crate) rules: Rules,
+    pub(crate) options: Arc<OptionSet>,
+    /// Identifies the declarations: part of Plan and Resolve keys.
+    pub(crate) digest: String,
 }
 
-/// The rules by target and the option set with their declarations: what
-/// `n2d show` and `n2d options` use outside a build.
-pub fn option_set() -> Result<OptionSet, SessionError> {
-    rules_and_options().map(|(_, options, _)| options)
+impl Declared {
+    /// Every declaration is a constant of this executable (tested for each
+    /// target), so an invalid one is a bug, reported as `OptionSet::core`
+    /// reports one of its own.
+    fn new() -> Declared {
+        let mut options = OptionSet::core();
+        // Their texts identify them (written out as the option reference,
+        // the parsed set took longer to hash than to parse).
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(n2d_modules::options::CORE_OPTIONS.as_bytes());
+        let mut rules = BTreeMap::new();
+        for rule in n2d_rules::all() {
+            let declarations = rule.options();
+            if !declarations.is_empty() {
+                options
+                    .extend(rule.target(), declarations)
+                    .unwrap_or_else(|error| {
+                        panic!(
+                            "the options of the `{}` target are invalid (a bug):\n{error}",
+                            rule.target()
+                        )
+                    });
+            }
+            hasher.update(rule.target().as_bytes());
+            hasher.update(declarations.as_bytes());
+            rules.insert(rule.target(), rule);
+        }
+        Declared {
+            rules,
+            options: Arc::new(options),
+            digest: hasher.finalize().to_hex().to_string(),
+        }
+    }
+}
+
+/// The option set with every target's declarations: what `n2d show` and
+/// `n2d options` use outside a build.
+pub fn option_set() -> OptionSet {
+    (*Declared::new().options).clone()
 }
 
 /// The engine explains a task within its stage; a task of a later stage
