@@ -71,6 +71,9 @@ fn universe(workspace: &Workspace) -> Result<Universe> {
 }
 
 fn build(cwd: &Path, args: BuildArgs) -> Result<ExitCode> {
+    if std::env::var_os("N2D_TRACE").is_some() {
+        n2d_pipeline::enable_trace();
+    }
     let root = Workspace::locate(cwd).map_err(|e| anyhow!("{e}"))?;
     let request = BuildRequest {
         patterns: args.labels,

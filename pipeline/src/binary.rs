@@ -83,8 +83,8 @@ impl Writer {
 
 pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
-impl Reader<'_> {
-    pub(crate) fn take(&mut self, len: usize) -> Option<&[u8]> {
+impl<'a> Reader<'a> {
+    pub(crate) fn take(&mut self, len: usize) -> Option<&'a [u8]> {
         if self.0.len() < len {
             return None;
         }
@@ -107,7 +107,7 @@ impl Reader<'_> {
         let count = usize::try_from(self.u64()?).ok()?;
         (count <= self.0.len()).then_some(count)
     }
-    pub(crate) fn bytes(&mut self) -> Option<&[u8]> {
+    pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
         let len = usize::try_from(self.u64()?).ok()?;
         self.take(len)
     }

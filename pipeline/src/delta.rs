@@ -650,6 +650,7 @@ impl Session {
         if !hold {
             return None;
         }
+        crate::trace::phase("delta: outputs checked and tasks run");
         self.delta_write(stamp, changed, started_at_ns, prepared?)
     }
 
@@ -726,6 +727,7 @@ impl Session {
         let mut old_evals = Vec::new();
         // While the edited files are evaluated, the units they may reach
         // are read: their packs, and the deployment each pack holds.
+        crate::trace::phase("delta: snapshot index read");
         let changed_set: HashSet<u32> = changed_packages.iter().map(|&i| i as u32).collect();
         let reads: Vec<PackRead> = index
             .units
@@ -801,6 +803,7 @@ impl Session {
             },
         );
         evaluated?;
+        crate::trace::phase("delta: edited files evaluated, packs read");
         // Resolve and render the services that read a changed package.
         let mut resolved: HashMap<(String, String, String), Arc<[u8]>> = HashMap::new();
         let mut dirty_units = Vec::new();
@@ -1127,6 +1130,7 @@ impl Session {
                     .collect()
             },
         );
+        crate::trace::phase("delta: folders patched, packs written");
         let materialized = materialized?;
         *counts.entry("materialize").or_default() += materialized.len() as u64;
         let written = packs.is_some();
@@ -1200,6 +1204,7 @@ impl Session {
                 )
             },
         );
+        crate::trace::phase("delta: index and stamp written");
         if let Some(stamped) = stamped {
             stamped.commit();
         }

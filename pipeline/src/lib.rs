@@ -19,6 +19,7 @@ pub mod plan;
 mod session;
 mod stamp;
 mod tasks;
+mod trace;
 
 pub use direct::evaluate_workspace;
 pub use launch::LaunchRequest;
@@ -26,6 +27,7 @@ pub use pages::{allow_huge_pages, small_pages};
 pub use session::{
     build_workspace, option_set, BuildRequest, BuildResult, ProgressFn, Session, SessionError,
 };
+pub use trace::enable_trace;
 
 /// Bounds the threads every part of n2d works on to `jobs`, not only the
 /// engine's tasks (whose pool follows `BuildRequest::jobs`): discovery,

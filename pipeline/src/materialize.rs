@@ -234,7 +234,7 @@ pub fn patch(
     write_manifest(dir, &manifest)?;
     let path = dir.join(MANIFEST);
     let stat = fs::symlink_metadata(&path).map_err(io("inspecting", &path))?;
-    state_of(manifest, recorded_stat(&stat, u32::MAX))
+    state_of(&manifest, recorded_stat(&stat, u32::MAX))
         .ok_or_else(|| MaterializeError::NotAsRecorded(dir.to_path_buf()))
 }
 
@@ -242,18 +242,16 @@ pub fn patch(
 /// file still on disk as written (one `stat` each): the no-op build's check
 /// that nobody edited or deleted an output.
 pub fn is_in_sync(dir: &Path, source: &str) -> bool {
-    folder_state(dir, source).is_some_and(|state| state.files_still_hold(dir))
+    in_sync(dir, source).is_some()
 }
 
-/// An output folder as a finished materialization left it: the stat of
-/// its manifest and, for each file the manifest lists, the stat recorded
-/// when it was written. The no-op build keeps these in its stamp, so that
-/// checking a folder needs no manifest read, only `stat`s.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An output folder as a finished materialization left it, as the no-op
+/// stamp remembers it: the stat of its manifest. While the manifest stats
+/// the same, it is the one that was written, and its entries say what
+/// each file must still `stat` as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FolderState {
     pub manifest: RecordedStat,
-    /// Relative path → recorded stat.
-    pub files: Vec<(String, RecordedStat)>,
 }
 
 /// What one `stat` must still show of a file n2d wrote.
@@ -267,72 +265,92 @@ pub struct RecordedStat {
     pub mode: u32,
 }
 
-/// The state of `dir` if a materialization of `source` finished there
-/// (files are not checked: see [`FolderState::still_holds`]).
+/// The state of `dir` if it holds exactly what was materialized from
+/// `source`, every file as its manifest records (one `stat` each).
+pub fn in_sync(dir: &Path, source: &str) -> Option<FolderState> {
+    let folder = DirHandle::open(dir).ok()?;
+    let (manifest, bytes) = folder.read_manifest()?;
+    let files = finished_files(&bytes, Some(source))?;
+    files_hold(&folder, &files).then_some(FolderState { manifest })
+}
+
+/// The state of `dir` if a materialization of `source` finished there;
+/// its files are not checked (the caller has just written them).
 pub fn folder_state(dir: &Path, source: &str) -> Option<FolderState> {
-    let path = dir.join(MANIFEST);
-    let before = fs::symlink_metadata(&path).ok()?;
-    let manifest = read_manifest(dir);
-    let after = fs::symlink_metadata(&path).ok()?;
-    let manifest_stat = recorded_stat(&before, u32::MAX);
-    if source.is_empty()
-        || manifest.source != source
-        || recorded_stat(&after, u32::MAX) != manifest_stat
-    {
-        return None;
-    }
-    state_of(manifest, manifest_stat)
+    let folder = DirHandle::open(dir).ok()?;
+    let (manifest, bytes) = folder.read_manifest()?;
+    finished_files(&bytes, Some(source))?;
+    Some(FolderState { manifest })
 }
 
 /// The state a manifest records, with its own stat; `None` while it
 /// claims a path it has no entry for.
-fn state_of(manifest: Manifest, manifest_stat: RecordedStat) -> Option<FolderState> {
-    let files = manifest
+fn state_of(manifest: &Manifest, manifest_stat: RecordedStat) -> Option<FolderState> {
+    manifest
         .files
-        .into_iter()
-        .map(|(path, entry)| {
-            entry.map(|e| {
-                let stat = RecordedStat {
-                    size: e.size,
-                    mtime_ns: e.mtime_ns,
-                    inode: e.inode,
-                    mode: e.mode,
-                };
-                (path, stat)
-            })
+        .values()
+        .all(Option::is_some)
+        .then_some(FolderState {
+            manifest: manifest_stat,
         })
-        .collect::<Option<Vec<_>>>()?;
-    Some(FolderState {
-        manifest: manifest_stat,
-        files,
-    })
 }
 
 impl FolderState {
     /// Whether the folder is still exactly in this state: its manifest
-    /// unchanged and every file as recorded.
+    /// unchanged and every file as the manifest records.
     pub fn still_holds(&self, dir: &Path) -> bool {
         let Ok(folder) = DirHandle::open(dir) else {
             return false;
         };
-        folder
-            .stat(Path::new(MANIFEST))
-            .is_some_and(|stat| same_stat(&stat, &self.manifest))
-            && self.files_still_hold_in(&folder)
+        let Some((manifest, bytes)) = folder.read_manifest() else {
+            return false;
+        };
+        manifest == self.manifest
+            && finished_files(&bytes, None).is_some_and(|files| files_hold(&folder, &files))
     }
+}
 
-    /// Whether every file is as recorded (the manifest is not checked).
-    pub fn files_still_hold(&self, dir: &Path) -> bool {
-        DirHandle::open(dir).is_ok_and(|folder| self.files_still_hold_in(&folder))
+/// The files of a manifest's encoding and the stat each was written with,
+/// read in place (no copy of each path), when it is a finished one (every
+/// path it claims has an entry) of `source` (when given).
+fn finished_files<'a>(
+    bytes: &'a [u8],
+    source: Option<&str>,
+) -> Option<Vec<(&'a [u8], RecordedStat)>> {
+    let mut input = headed(checked_body(bytes)?, MANIFEST_MAGIC, MANIFEST_FORMAT)?;
+    let recorded_source = input.bytes()?;
+    if recorded_source.is_empty() || source.is_some_and(|s| s.as_bytes() != recorded_source) {
+        return None;
     }
-
-    fn files_still_hold_in(&self, folder: &DirHandle) -> bool {
-        self.files.par_iter().all(|(path, recorded)| {
-            folder
-                .stat(Path::new(path))
-                .is_some_and(|stat| same_stat(&stat, recorded))
+    let files = (0..input.count()?)
+        .map(|_| {
+            let path = input.bytes()?;
+            if input.u32()? != 1 {
+                return None;
+            }
+            input.digest()?;
+            let mode = input.u32()?;
+            Some((
+                path,
+                RecordedStat {
+                    size: input.u64()?,
+                    mtime_ns: input.i128()?,
+                    inode: input.u64()?,
+                    mode,
+                },
+            ))
         })
-    }
+        .collect::<Option<Vec<_>>>()?;
+    input.0.is_empty().then_some(files)
+}
+
+/// Whether every file still `stat`s as recorded, relative to its folder.
+fn files_hold(folder: &DirHandle, files: &[(&[u8], RecordedStat)]) -> bool {
+    files.par_iter().all(|(path, recorded)| {
+        folder
+            .stat(path)
+            .is_some_and(|stat| same_stat(&stat, recorded))
+    })
 }
 
 fn recorded_stat(meta: &fs::Metadata, mode: u32) -> RecordedStat {
@@ -376,18 +394,29 @@ impl DirHandle {
     }
 
     /// `lstat` of `relative` (which must not be absolute), or `None`.
-    fn stat(&self, relative: &Path) -> Option<StatAt> {
-        use std::os::unix::ffi::OsStrExt;
+    fn stat(&self, relative: &[u8]) -> Option<StatAt> {
         use std::os::unix::io::AsRawFd;
-        let name = std::ffi::CString::new(relative.as_os_str().as_bytes()).ok()?;
+        // NUL-terminated on the stack: 10,000 of these make a no-op build.
+        let mut name = [0u8; 256];
+        let owned;
+        let name_ptr = if relative.len() < name.len() {
+            if relative.contains(&0) {
+                return None;
+            }
+            name[..relative.len()].copy_from_slice(relative);
+            name.as_ptr().cast()
+        } else {
+            owned = std::ffi::CString::new(relative).ok()?;
+            owned.as_ptr()
+        };
         let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: `name` is a NUL-terminated string and `stat` a buffer of
-        // the right type, both alive for the call; the folder's descriptor
-        // is open as long as `self`.
+        // SAFETY: `name_ptr` is a NUL-terminated string and `stat` a buffer
+        // of the right type, both alive for the call; the folder's
+        // descriptor is open as long as `self`.
         let result = unsafe {
             libc::fstatat(
                 self.0.as_raw_fd(),
-                name.as_ptr(),
+                name_ptr,
                 stat.as_mut_ptr(),
                 libc::AT_SYMLINK_NOFOLLOW,
             )
@@ -404,6 +433,36 @@ impl DirHandle {
             inode: stat.st_ino,
             mode: stat.st_mode,
         })
+    }
+
+    /// The folder's manifest (not through a symbolic link) and the stat of
+    /// the very file read: a manifest renamed over meanwhile is either
+    /// read whole with its own stat, or not at all.
+    fn read_manifest(&self) -> Option<(RecordedStat, Vec<u8>)> {
+        use std::io::Read;
+        use std::os::unix::io::{AsRawFd, FromRawFd};
+        let name = std::ffi::CString::new(MANIFEST).ok()?;
+        // SAFETY: a NUL-terminated name relative to an open folder; the
+        // descriptor returned is owned by the `File` made of it.
+        let fd = unsafe {
+            libc::openat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        let mut file = unsafe { fs::File::from_raw_fd(fd) };
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.read_to_end(&mut bytes).ok()?;
+        Some((recorded_stat(&meta, u32::MAX), bytes))
     }
 }
 
@@ -776,7 +835,6 @@ mod tests {
         materialize(&dir, &files, "one").unwrap();
         assert!(folder_state(&dir, "two").is_none(), "another source");
         let state = folder_state(&dir, "one").unwrap();
-        assert_eq!(state.files.len(), 2);
         assert!(state.still_holds(&dir));
 
         // Same size, other content: only the mtime tells.

@@ -175,10 +175,12 @@ pub fn build_workspace(
         request.current_package = None;
         let started_at = crate::stamp::now_ns();
         let stamp = stamp_of(&cache_dir, &root.settings, &request);
+        crate::trace::phase("located and locked");
         let check = crate::stamp::check(
             &stamp,
             crate::stamp::Discovered::NotYet { root: &root.root },
         );
+        crate::trace::phase("stamp checked before discovery");
         match check {
             crate::stamp::Check::Unknown => {}
             crate::stamp::Check::Unchanged(outputs, inputs, summary) => {
@@ -202,6 +204,7 @@ pub fn build_workspace(
         }
     }
     let workspace = root.discover().map_err(SessionError::Workspace)?;
+    crate::trace::phase("discovered");
     if request.is_relative() {
         request.current_package = workspace.package_of(cwd);
     }
@@ -335,6 +338,7 @@ impl Session {
             .collect();
         let stamp = stamp_of(&self.cache_dir, &self.workspace.settings, request);
         let check = crate::stamp::check(&stamp, crate::stamp::Discovered::Packages(&packages));
+        crate::trace::phase("stamp checked");
         self.build_checked(request, progress, started_at, &stamp, check)
     }
 
@@ -442,6 +446,7 @@ impl Session {
             interfaces.insert(package.package.clone(), interface);
         }
         let first = Arc::new(engine.run_unflushed(graph)?);
+        crate::trace::phase("stage 1: parse, eval, interface");
         self.absorb(&first, &mut result);
         if !result.errors.is_empty() {
             return Ok(self.flushed(result));
@@ -485,6 +490,7 @@ impl Session {
             &imported,
         );
         let second = engine.run_unflushed(graph)?;
+        crate::trace::phase("stage 2: plan");
         self.absorb(&second, &mut result);
         if !result.errors.is_empty() {
             return Ok(self.flushed(result));
@@ -724,6 +730,7 @@ impl Session {
             }
         }
         let third = engine.run_unflushed(graph)?;
+        crate::trace::phase("stage 3: resolve, render, assemble");
         self.absorb(&third, &mut result);
         for id in third.executed().filter(|&id| third.kind(id) == "render") {
             if let Ok(bytes) = third.output(id) {
@@ -763,8 +770,7 @@ impl Session {
             let assembled = tree.to_hex();
             result.outputs.push(dir.clone());
             // A folder found in sync goes into the stamp as found.
-            let state = materialize::folder_state(&dir, &assembled)
-                .filter(|state| state.files_still_hold(&dir));
+            let state = materialize::in_sync(&dir, &assembled);
             let found_in_sync = state.is_some();
             stamped_outputs.push((dir.clone(), assembled.clone(), state));
             if found_in_sync {
@@ -784,6 +790,7 @@ impl Session {
             );
         }
         let fourth = engine.run_unflushed(graph)?;
+        crate::trace::phase("stage 4: materialize");
         self.absorb(&fourth, &mut result);
         if in_sync > 0 {
             result.summary.cached += in_sync;
@@ -832,6 +839,7 @@ impl Session {
                 None => cache.flush(),
             }
         });
+        crate::trace::phase("snapshot, stamp and cache flush");
         if let Err(error) = flushed {
             result.notices.push(cache_failed(&error));
         }

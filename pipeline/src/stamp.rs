@@ -12,11 +12,15 @@
 //! is within two seconds of the stamp, since an edit in the same clock tick
 //! could keep the same mtime (git's "racily clean" rule).
 //!
-//! The stamp holds, for each output folder, the stat of its manifest and
-//! of every file the manifest lists (`materialize::FolderState`), so the
-//! check reads no manifest. It is a small binary file with a checksum
-//! (`encode`/`decode`): at 10,000 outputs, parsing it as JSON cost more
-//! than the stats it saves. A stamp that does not decode is no stamp.
+//! The stamp holds, for each output folder, the stat of its manifest
+//! (`materialize::FolderState`): while the manifest stats the same, it is
+//! the one that was written, and it lists every file n2d put there with
+//! the stat the file was written with. So the check reads each folder's
+//! manifest, read in place, and `stat`s its files; the stamp does not
+//! repeat them, and a delta build that patches one folder rewrites a
+//! stamp of its inputs and folders, not of 10,000 files. It is a small
+//! binary file with a checksum (`encode`/`decode`). A stamp that does not
+//! decode is no stamp.
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -317,7 +321,6 @@ pub fn record_stats(
             // A folder materialized by this build is read back from its
             // manifest; one found in sync was read already.
             known
-                .clone()
                 .or_else(|| materialize::folder_state(dir, assembled))
                 .map(|state| (dir.clone(), state))
         })
@@ -375,7 +378,7 @@ pub(crate) fn record_patched(
     for (i, (dir, _)) in stamp.outputs.iter().enumerate() {
         match patched.get(&i) {
             Some(state) => {
-                let mut out = Writer(Vec::with_capacity(64 * state.files.len() + 256));
+                let mut out = Writer(Vec::with_capacity(256));
                 encode_output(&mut out, dir, state);
                 parts.push(out.0.into());
             }
@@ -458,12 +461,11 @@ fn stat(file: &Path) -> Option<FileStat> {
 }
 
 const MAGIC: &[u8; 8] = b"n2dstamp";
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 fn encode(stamp: &Stamp) -> Vec<u8> {
-    let files: usize = stamp.outputs.iter().map(|(_, s)| s.files.len()).sum();
     let mut out = Writer(Vec::with_capacity(
-        128 * stamp.inputs.len() + 96 * files + 64 * 1024,
+        128 * (stamp.inputs.len() + stamp.outputs.len()) + 64 * 1024,
     ));
     encode_head(
         &mut out,
@@ -518,11 +520,6 @@ fn encode_head<'a>(
 fn encode_output(out: &mut Writer, dir: &Path, state: &FolderState) {
     out.bytes(dir.as_os_str().as_bytes());
     out.recorded(&state.manifest);
-    out.u64(state.files.len() as u64);
-    for (file, stat) in &state.files {
-        out.bytes(file.as_bytes());
-        out.recorded(stat);
-    }
 }
 
 fn encode_tasks(out: &mut Writer, tasks: &BTreeMap<String, u64>) {
@@ -585,11 +582,8 @@ fn decode_with<T: Send>(
                     let start = end - input.0.len();
                     let dir = input.path()?;
                     let manifest = input.recorded()?;
-                    let files = (0..input.count()?)
-                        .map(|_| Some((input.string()?, input.recorded()?)))
-                        .collect::<Option<_>>()?;
                     ranges.push(start..end - input.0.len());
-                    Some((dir, FolderState { manifest, files }))
+                    Some((dir, FolderState { manifest }))
                 })
                 .collect::<Option<_>>()?;
             let tasks = (0..input.count()?)
@@ -648,7 +642,6 @@ mod tests {
                         mode: u32::MAX,
                         ..stat
                     },
-                    files: vec![("services/a.json".into(), stat)],
                 },
             )],
             tasks: [("render".to_string(), 4)].into_iter().collect(),
@@ -685,16 +678,12 @@ mod tests {
             .push((PathBuf::from("/ws/n2d-out/prod/json"), kept.clone()));
         let decoded = decode(encode(&original)).unwrap();
         let patched = FolderState {
-            manifest: kept.manifest,
-            files: vec![(
-                "services/b.json".into(),
-                RecordedStat {
-                    size: 9,
-                    mtime_ns: 8,
-                    inode: 7,
-                    mode: 0o600,
-                },
-            )],
+            manifest: RecordedStat {
+                size: 9,
+                mtime_ns: 8,
+                inode: 7,
+                mode: u32::MAX,
+            },
         };
         let now = FileStat {
             mtime_ns: 43,
