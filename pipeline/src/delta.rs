@@ -458,24 +458,6 @@ fn pack_key<'a>(
     Digest::of(&out.0)
 }
 
-fn key_of(pack: &Pack, own_eval: &Digest) -> Digest {
-    pack_key(
-        pack.namespace.as_deref(),
-        pack.base_layer.as_deref(),
-        own_eval,
-        pack.services.iter().map(|s| {
-            (
-                s.name.as_str(),
-                s.label.as_str(),
-                &s.packages[..],
-                &s.sources[..],
-                &s.resolve,
-                &s.render,
-            )
-        }),
-    )
-}
-
 /// What the Resolves of one deployment read of its package's Eval output:
 /// its services and modules, and that deployment. The source text and the
 /// other deployments (most of a large deployment package) go: a Resolve's
@@ -665,24 +647,10 @@ impl Session {
         }
         let root = &self.workspace.root;
         for (entry, package) in index.packages.iter().zip(&self.workspace.packages) {
-            if entry.name != package.package || entry.file != package.display_path() {
+            if entry.name != package.package || Path::new(&entry.file) != package.path {
                 return None;
             }
         }
-        let by_path: HashMap<PathBuf, usize> = self
-            .workspace
-            .packages
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (root.join(&p.path), i))
-            .collect();
-        // Sources Renders read, by absolute path.
-        let sources: HashMap<PathBuf, &str> = index
-            .units
-            .iter()
-            .flat_map(|unit| &unit.sources)
-            .map(|source| (root.join(source), source.as_str()))
-            .collect();
         let workspace_file = root.join(n2d_modules::workspace::WORKSPACE_FILE);
         let mut changed_packages = Vec::new();
         let mut changed_sources: BTreeSet<&str> = BTreeSet::new();
@@ -692,7 +660,19 @@ impl Session {
             if file == workspace_file {
                 continue;
             }
-            if let Some(&i) = by_path.get(file) {
+            let relative = file.strip_prefix(root).ok();
+            // Module files are sorted by package, and a package's file is
+            // in its folder: found by the folder, among a few changed files.
+            let package = relative.and_then(|relative| {
+                let folder = relative.parent()?.to_str()?;
+                let at = self
+                    .workspace
+                    .packages
+                    .binary_search_by(|p| p.package.as_str().cmp(folder))
+                    .ok()?;
+                (self.workspace.packages[at].path == relative).then_some(at)
+            });
+            if let Some(i) = package {
                 if self.workspace.packages[i].format == Format::Nix {
                     return None;
                 }
@@ -700,7 +680,13 @@ impl Session {
             } else {
                 // A file a Render reads (`files.*.source`): its Renders run
                 // again. Anything else (a `watch` path, a Nix file): full.
-                changed_sources.insert(sources.get(file)?);
+                let relative = relative?.to_str()?;
+                let source = index
+                    .units
+                    .iter()
+                    .flat_map(|unit| &unit.sources)
+                    .find(|source| source.as_str() == relative)?;
+                changed_sources.insert(source);
             }
         }
 
@@ -1145,7 +1131,11 @@ impl Session {
                 unit.own_eval = *own_eval;
                 unit.own = own;
             }
-            unit.key = key_of(&entry.pack, &unit.own_eval);
+            // Its key serves only the next full build, which keeps a pack
+            // of the same content: an unknown key makes it write this one
+            // anew, rather than every delta build hashing a thousand
+            // entries for it.
+            unit.key = UNKNOWN;
             if let Some(digests) = &packs {
                 unit.pack = digests[i].0;
             }

@@ -88,7 +88,7 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Mater
 
 /// One file as the manifest remembers it: enough to tell, with one `stat`,
 /// that the file on disk is still exactly what n2d wrote.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ManifestEntry {
     digest: Digest,
     mode: u32,
@@ -194,28 +194,35 @@ pub fn patch(
     for path in removed {
         check_relative_path(path)?;
     }
-    let mut manifest = read_manifest(dir);
-    if from.is_empty() || manifest.source != from {
+    // Read in place: a patch changes a few of its thousand entries.
+    let bytes = fs::read(dir.join(MANIFEST)).unwrap_or_default();
+    let Some(mut manifest) = ManifestRef::decode(&bytes) else {
+        return Err(MaterializeError::NotAsRecorded(dir.to_path_buf()));
+    };
+    if from.is_empty() || manifest.source != from.as_bytes() {
         return Err(MaterializeError::NotAsRecorded(dir.to_path_buf()));
     }
-    if files.iter().any(|f| !manifest.files.contains_key(&f.path)) {
-        manifest.source = String::new();
-        for file in files {
-            manifest.files.entry(file.path.clone()).or_insert(None);
+    let new: Vec<&OutputFile> = files
+        .iter()
+        .filter(|f| manifest.find(f.path.as_bytes()).is_err())
+        .collect();
+    if !new.is_empty() {
+        for file in new {
+            manifest.claim(file.path.as_bytes());
         }
-        write_manifest(dir, &manifest)?;
+        write_encoded_manifest(dir, manifest.encode(b""))?;
     }
 
     ensure_parent_dirs(dir, files)?;
     let results: Vec<ManifestEntry> = files
         .par_iter()
         .map(|file| {
-            let previous = manifest.files.get(&file.path).cloned().flatten();
+            let previous = manifest.entry(file.path.as_bytes());
             put_file(dir, file, previous.as_ref()).map(|(entry, _)| entry)
         })
         .collect::<Result<_, _>>()?;
     for (file, entry) in files.iter().zip(results) {
-        manifest.files.insert(file.path.clone(), Some(entry));
+        manifest.set(file.path.as_bytes(), entry);
     }
     for stale in removed {
         let path = dir.join(stale);
@@ -228,14 +235,98 @@ pub fn patch(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io("inspecting the stale output", &path)(e)),
         }
-        manifest.files.remove(stale);
+        manifest.forget(stale.as_bytes());
     }
-    manifest.source = source.to_string();
-    write_manifest(dir, &manifest)?;
+    write_encoded_manifest(dir, manifest.encode(source.as_bytes()))?;
     let path = dir.join(MANIFEST);
     let stat = fs::symlink_metadata(&path).map_err(io("inspecting", &path))?;
-    state_of(&manifest, recorded_stat(&stat, u32::MAX))
+    manifest
+        .files
+        .iter()
+        .all(|(_, entry)| entry.is_some())
+        .then_some(FolderState {
+            manifest: recorded_stat(&stat, u32::MAX),
+        })
         .ok_or_else(|| MaterializeError::NotAsRecorded(dir.to_path_buf()))
+}
+
+/// A manifest decoded in place, its paths borrowed from its encoding
+/// unless added: what a patch reads and writes back.
+struct ManifestRef<'a> {
+    source: &'a [u8],
+    /// Sorted by path, as encoded.
+    files: Vec<(std::borrow::Cow<'a, [u8]>, Option<ManifestEntry>)>,
+}
+
+impl<'a> ManifestRef<'a> {
+    /// `None` for a damaged manifest or one not sorted as n2d writes them.
+    fn decode(bytes: &'a [u8]) -> Option<ManifestRef<'a>> {
+        let mut input = headed(checked_body(bytes)?, MANIFEST_MAGIC, MANIFEST_FORMAT)?;
+        let source = input.bytes()?;
+        let files = (0..input.count()?)
+            .map(|_| {
+                let path = input.bytes()?;
+                let entry = match input.u32()? {
+                    0 => None,
+                    1 => Some(ManifestEntry {
+                        digest: input.digest()?,
+                        mode: input.u32()?,
+                        size: input.u64()?,
+                        mtime_ns: input.i128()?,
+                        inode: input.u64()?,
+                    }),
+                    _ => return None,
+                };
+                Some((std::borrow::Cow::Borrowed(path), entry))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let sorted = files.windows(2).all(|pair| pair[0].0 < pair[1].0);
+        (input.0.is_empty() && sorted).then_some(ManifestRef { source, files })
+    }
+
+    fn find(&self, path: &[u8]) -> Result<usize, usize> {
+        self.files.binary_search_by(|(p, _)| p.as_ref().cmp(path))
+    }
+
+    fn entry(&self, path: &[u8]) -> Option<ManifestEntry> {
+        self.find(path).ok().and_then(|at| self.files[at].1)
+    }
+
+    /// Lists `path` as n2d's before anything is written there.
+    fn claim(&mut self, path: &[u8]) {
+        if let Err(at) = self.find(path) {
+            self.files
+                .insert(at, (std::borrow::Cow::Owned(path.to_vec()), None));
+        }
+    }
+
+    fn set(&mut self, path: &[u8], entry: ManifestEntry) {
+        match self.find(path) {
+            Ok(at) => self.files[at].1 = Some(entry),
+            Err(at) => self
+                .files
+                .insert(at, (std::borrow::Cow::Owned(path.to_vec()), Some(entry))),
+        }
+    }
+
+    fn forget(&mut self, path: &[u8]) {
+        if let Ok(at) = self.find(path) {
+            self.files.remove(at);
+        }
+    }
+
+    /// The encoding of [`encode_manifest`], with `source`.
+    fn encode(&self, source: &[u8]) -> Vec<u8> {
+        let mut out = Writer(Vec::with_capacity(128 * self.files.len() + 128));
+        out.0.extend_from_slice(MANIFEST_MAGIC);
+        out.u32(MANIFEST_FORMAT);
+        out.bytes(source);
+        out.u64(self.files.len() as u64);
+        for (path, entry) in &self.files {
+            encode_entry(&mut out, path, entry.as_ref());
+        }
+        seal(out.0)
+    }
 }
 
 /// Whether `dir` holds exactly what was materialized from `source`, every
@@ -281,18 +372,6 @@ pub fn folder_state(dir: &Path, source: &str) -> Option<FolderState> {
     let (manifest, bytes) = folder.read_manifest()?;
     finished_files(&bytes, Some(source))?;
     Some(FolderState { manifest })
-}
-
-/// The state a manifest records, with its own stat; `None` while it
-/// claims a path it has no entry for.
-fn state_of(manifest: &Manifest, manifest_stat: RecordedStat) -> Option<FolderState> {
-    manifest
-        .files
-        .values()
-        .all(Option::is_some)
-        .then_some(FolderState {
-            manifest: manifest_stat,
-        })
 }
 
 impl FolderState {
@@ -691,9 +770,13 @@ fn read_manifest(dir: &Path) -> Manifest {
 }
 
 fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), MaterializeError> {
+    write_encoded_manifest(dir, encode_manifest(manifest))
+}
+
+fn write_encoded_manifest(dir: &Path, bytes: Vec<u8>) -> Result<(), MaterializeError> {
     let path = dir.join(MANIFEST);
     let tmp = dir.join(format!("{MANIFEST}{TMP_MARK}{}", std::process::id()));
-    fs::write(&tmp, encode_manifest(manifest)).map_err(io("writing the manifest", &tmp))?;
+    fs::write(&tmp, bytes).map_err(io("writing the manifest", &tmp))?;
     // Removed first: ext4 starts writing a file back at once when it is
     // renamed over another (`auto_da_alloc`). A crash in between leaves a
     // folder without a manifest, which no build finds in sync.
@@ -713,20 +796,24 @@ fn encode_manifest(manifest: &Manifest) -> Vec<u8> {
     out.bytes(manifest.source.as_bytes());
     out.u64(manifest.files.len() as u64);
     for (path, entry) in &manifest.files {
-        out.bytes(path.as_bytes());
-        match entry {
-            None => out.u32(0),
-            Some(entry) => {
-                out.u32(1);
-                out.digest(&entry.digest);
-                out.u32(entry.mode);
-                out.u64(entry.size);
-                out.i128(entry.mtime_ns);
-                out.u64(entry.inode);
-            }
-        }
+        encode_entry(&mut out, path.as_bytes(), entry.as_ref());
     }
     seal(out.0)
+}
+
+fn encode_entry(out: &mut Writer, path: &[u8], entry: Option<&ManifestEntry>) {
+    out.bytes(path);
+    match entry {
+        None => out.u32(0),
+        Some(entry) => {
+            out.u32(1);
+            out.digest(&entry.digest);
+            out.u32(entry.mode);
+            out.u64(entry.size);
+            out.i128(entry.mtime_ns);
+            out.u64(entry.inode);
+        }
+    }
 }
 
 fn decode_manifest(bytes: &[u8]) -> Option<Manifest> {
@@ -782,6 +869,50 @@ mod tests {
             assert_eq!(decode_manifest(&damaged), None, "byte {at} flipped");
         }
         assert_eq!(decode_manifest(&bytes[..bytes.len() - 1]), None);
+    }
+
+    #[test]
+    fn a_manifest_read_in_place_edits_and_encodes_as_the_decoded_one() {
+        let entry = |inode| ManifestEntry {
+            digest: Digest::of(b"x"),
+            mode: 0o644,
+            size: 1,
+            mtime_ns: 5,
+            inode,
+        };
+        let mut manifest = Manifest {
+            source: "s".into(),
+            files: BTreeMap::from([
+                ("b".to_string(), Some(entry(1))),
+                ("d/e".to_string(), Some(entry(2))),
+            ]),
+        };
+        let bytes = encode_manifest(&manifest);
+        let mut view = ManifestRef::decode(&bytes).unwrap();
+        assert_eq!(view.source, b"s");
+        assert_eq!(view.entry(b"d/e"), Some(entry(2)));
+        view.claim(b"a");
+        view.claim(b"c");
+        view.set(b"c", entry(3));
+        view.set(b"b", entry(4));
+        view.forget(b"d/e");
+        manifest.source = "t".into();
+        manifest.files = BTreeMap::from([
+            ("a".to_string(), None),
+            ("b".to_string(), Some(entry(4))),
+            ("c".to_string(), Some(entry(3))),
+        ]);
+        assert_eq!(view.encode(b"t"), encode_manifest(&manifest));
+
+        // Not in n2d's order: not a manifest a patch can trust.
+        let mut out = Writer(Vec::new());
+        out.0.extend_from_slice(MANIFEST_MAGIC);
+        out.u32(MANIFEST_FORMAT);
+        out.bytes(b"s");
+        out.u64(2);
+        encode_entry(&mut out, b"b", None);
+        encode_entry(&mut out, b"a", None);
+        assert!(ManifestRef::decode(&seal(out.0)).is_none());
     }
 
     fn file(path: &str, text: &str, mode: u32) -> OutputFile {
