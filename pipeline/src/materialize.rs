@@ -424,12 +424,52 @@ fn finished_files<'a>(
 }
 
 /// Whether every file still `stat`s as recorded, relative to its folder.
+/// Files of one subfolder are `stat`ed by name relative to it, opened
+/// once, rather than by their path relative to the folder: the kernel's
+/// lookup of each path component, not the `stat`, is most of the cost.
+/// A manifest lists paths in order, so a subfolder's files are one run.
 fn files_hold(folder: &DirHandle, files: &[(&[u8], RecordedStat)]) -> bool {
-    files.par_iter().all(|(path, recorded)| {
-        folder
-            .stat(path)
-            .is_some_and(|stat| same_stat(&stat, recorded))
+    let mut runs: Vec<&[(&[u8], RecordedStat)]> = Vec::new();
+    let mut start = 0;
+    for at in 1..=files.len() {
+        if at == files.len() || split_parent(files[at].0).0 != split_parent(files[start].0).0 {
+            runs.push(&files[start..at]);
+            start = at;
+        }
+    }
+    runs.par_iter().all(|run| {
+        let (subfolder, _) = split_parent(run[0].0);
+        let opened;
+        let (within, names_only) = if subfolder.is_empty() || run.len() < 2 {
+            (folder, false)
+        } else {
+            match folder.subfolder(subfolder) {
+                Some(handle) => {
+                    opened = handle;
+                    (&opened, true)
+                }
+                None => return false,
+            }
+        };
+        run.par_iter().all(|(path, recorded)| {
+            let name = if names_only {
+                split_parent(path).1
+            } else {
+                path
+            };
+            within
+                .stat(name)
+                .is_some_and(|stat| same_stat(&stat, recorded))
+        })
     })
+}
+
+/// A relative path's folder part (empty for none) and its name.
+fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(at) => (&path[..at], &path[at + 1..]),
+        None => (&b""[..], path),
+    }
 }
 
 fn recorded_stat(meta: &fs::Metadata, mode: u32) -> RecordedStat {
@@ -470,6 +510,24 @@ impl DirHandle {
             .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
             .open(dir)
             .map(DirHandle)
+    }
+
+    /// The subfolder at `relative`, opened only to look names up in it;
+    /// `None` when it is missing or a symbolic link is on the way.
+    fn subfolder(&self, relative: &[u8]) -> Option<DirHandle> {
+        use std::os::unix::io::{AsRawFd, FromRawFd};
+        let name = std::ffi::CString::new(relative).ok()?;
+        // SAFETY: a NUL-terminated name relative to an open folder; the
+        // descriptor returned is owned by the `File` made of it.
+        let fd = unsafe {
+            libc::openat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        (fd >= 0).then(|| DirHandle(unsafe { fs::File::from_raw_fd(fd) }))
     }
 
     /// `lstat` of `relative` (which must not be absolute), or `None`.
