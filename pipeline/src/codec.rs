@@ -68,14 +68,21 @@ pub struct TreeEntry {
 /// the full path from an Assemble output, the delta path from the files
 /// it changed and the digests of those it did not read.
 pub fn tree_digest<'a>(entries: impl ExactSizeIterator<Item = &'a TreeEntry>) -> Digest {
+    tree_digest_of(entries.map(|e| (e.path.as_str(), e.mode, &e.digest)))
+}
+
+/// [`tree_digest`] of borrowed (path, mode, digest) entries.
+pub fn tree_digest_of<'a>(
+    entries: impl ExactSizeIterator<Item = (&'a str, u32, &'a Digest)>,
+) -> Digest {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"n2dtree1");
     hasher.update(&(entries.len() as u64).to_le_bytes());
-    for entry in entries {
-        hasher.update(&(entry.path.len() as u64).to_le_bytes());
-        hasher.update(entry.path.as_bytes());
-        hasher.update(&entry.mode.to_le_bytes());
-        hasher.update(&entry.digest.0);
+    for (path, mode, digest) in entries {
+        hasher.update(&(path.len() as u64).to_le_bytes());
+        hasher.update(path.as_bytes());
+        hasher.update(&mode.to_le_bytes());
+        hasher.update(&digest.0);
     }
     Digest(*hasher.finalize().as_bytes())
 }

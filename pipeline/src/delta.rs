@@ -55,7 +55,7 @@ use n2d_rules::Deployment;
 use rayon::prelude::*;
 
 use crate::binary::{checked_body, headed, seal, Reader, Writer};
-use crate::codec::{rendered_parts, tree_digest, FileSlice, TreeEntry};
+use crate::codec::{rendered_parts, FileSlice, TreeEntry};
 use crate::materialize::{self, FolderState, OutputFile};
 use crate::session::{BuildResult, Session};
 use crate::stamp::Changed;
@@ -65,7 +65,7 @@ use crate::tasks::{
 
 const INDEX_MAGIC: &[u8; 8] = b"n2ddelta";
 const PACK_MAGIC: &[u8; 8] = b"n2dpack1";
-const FORMAT: u32 = 5;
+const FORMAT: u32 = 6;
 
 /// No file's content has this digest (it is no blake3 output anyone found).
 const UNKNOWN: Digest = Digest([0; 32]);
@@ -74,15 +74,29 @@ const UNKNOWN: Digest = Digest([0; 32]);
 pub(crate) struct Index {
     /// The start of the build it describes: equal to its stamp's.
     started_at_ns: i128,
+    /// The workspace's module files it describes (`packages_digest`): its
+    /// entries are theirs in order, named by the workspace, not again here.
+    packages_digest: Digest,
     /// In the workspace's order.
     packages: Vec<PackageEntry>,
     units: Vec<UnitEntry>,
 }
 
+/// What names a workspace's packages and their module files, in order.
+fn packages_digest(packages: &[n2d_modules::PackageFile]) -> Digest {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&(packages.len() as u64).to_le_bytes());
+    for package in packages {
+        let file = std::os::unix::ffi::OsStrExt::as_bytes(package.path.as_os_str());
+        hasher.update(&(package.package.len() as u64).to_le_bytes());
+        hasher.update(package.package.as_bytes());
+        hasher.update(&(file.len() as u64).to_le_bytes());
+        hasher.update(file);
+    }
+    Digest(*hasher.finalize().as_bytes())
+}
+
 struct PackageEntry {
-    name: String,
-    /// Workspace-relative.
-    file: String,
     /// The digest of the text its Eval output was computed from, or
     /// `UNKNOWN`.
     content: Digest,
@@ -278,8 +292,6 @@ pub(crate) fn record(
                 })
                 .unwrap_or(UNKNOWN);
             Some(PackageEntry {
-                name: package.package.clone(),
-                file: package.display_path(),
                 content,
                 eval,
                 eval_at,
@@ -290,10 +302,12 @@ pub(crate) fn record(
     let Some(packages) = packages else {
         return;
     };
-    let position: HashMap<&str, u32> = packages
+    let position: HashMap<&str, u32> = session
+        .workspace
+        .packages
         .iter()
         .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i as u32))
+        .map(|(i, p)| (p.package.as_str(), i as u32))
         .collect();
     // The deployments' packages, decoded once for all their units.
     let owners: HashMap<&str, OnceLock<Option<Arc<Package>>>> = units
@@ -393,9 +407,19 @@ pub(crate) fn record(
             // the delta path will run it. Its files and the services' must
             // make up the Assemble output, or the unit has no snapshot.
             let rule = session.declared().rules.get(unit.target.as_str())?;
-            let (shared, _) = assemble_shared(rule.as_ref(), &unit.deployment, &services)?;
-            let whole = tree_of(&shared, &services)?;
-            if tree_digest(whole.iter().copied()) != assembled {
+            let (shared, _) = assemble_shared(
+                rule.as_ref(),
+                &unit.deployment,
+                services.iter().map(|s| (s.name.as_str(), &s.fragment[..])),
+            )?;
+            let whole = tree_of(
+                &shared,
+                services
+                    .iter()
+                    .flat_map(|s| &s.files)
+                    .map(|e| (e.path.as_str(), e.mode, e.digest)),
+            )?;
+            if tree_digest_of(&whole) != assembled {
                 return None;
             }
             let owner = owners.get(unit.label.package.as_str())?.get_or_init(|| {
@@ -418,6 +442,7 @@ pub(crate) fn record(
     };
     let index = Index {
         started_at_ns,
+        packages_digest: packages_digest(&session.workspace.packages),
         packages,
         units,
     };
@@ -493,20 +518,17 @@ fn entries_of(files: &[FileSlice<'_>]) -> Vec<TreeEntry> {
 
 /// The rule's deployment-wide files from the services' fragments, as the
 /// Assemble runs it: by digest, and whole.
-fn assemble_shared(
+fn assemble_shared<'a>(
     rule: &dyn n2d_rules::Rule,
     deployment: &Deployment,
-    services: &[ServiceEntry],
+    services: impl Iterator<Item = (&'a str, &'a [u8])>,
 ) -> Option<(Vec<TreeEntry>, Vec<OutputFile>)> {
-    let fragments: Vec<serde_json::Value> = services
+    let (names, fragments): (Vec<&str>, Vec<&[u8]>) = services.unzip();
+    let fragments: Vec<serde_json::Value> = fragments
         .iter()
-        .map(|s| serde_json::from_slice(&s.fragment).ok())
+        .map(|fragment| serde_json::from_slice(fragment).ok())
         .collect::<Option<_>>()?;
-    let named: Vec<(&str, &serde_json::Value)> = services
-        .iter()
-        .map(|s| s.name.as_str())
-        .zip(&fragments)
-        .collect();
+    let named: Vec<(&str, &serde_json::Value)> = names.into_iter().zip(&fragments).collect();
     let artifacts = rule.assemble(deployment, &named).ok()?;
     let entries = artifacts
         .iter()
@@ -522,23 +544,35 @@ fn assemble_shared(
     ))
 }
 
+/// One file of a unit's tree, borrowed: path, mode, content digest.
+type TreeItem<'a> = (&'a str, u32, Digest);
+
 /// The files a unit's Assemble output holds, in its order (by path): the
 /// deployment-wide ones and every service's, the same file from two
 /// services once. `None` where two differ at one path (the Assemble fails
 /// there: the full path reports it).
 fn tree_of<'a>(
     shared: &'a [TreeEntry],
-    services: &'a [ServiceEntry],
-) -> Option<Vec<&'a TreeEntry>> {
-    let mut all: Vec<&TreeEntry> = shared
+    services: impl Iterator<Item = TreeItem<'a>>,
+) -> Option<Vec<TreeItem<'a>>> {
+    let mut all: Vec<TreeItem<'a>> = shared
         .iter()
-        .chain(services.iter().flat_map(|s| &s.files))
+        .map(|e| (e.path.as_str(), e.mode, e.digest))
+        .chain(services)
         .collect();
-    all.sort_unstable_by(|a, b| (&a.path, a.mode, a.digest.0).cmp(&(&b.path, b.mode, b.digest.0)));
+    all.sort_unstable_by(|a, b| (a.0, a.1, a.2 .0).cmp(&(b.0, b.1, b.2 .0)));
     all.dedup();
     all.windows(2)
-        .all(|pair| pair[0].path != pair[1].path)
+        .all(|pair| pair[0].0 != pair[1].0)
         .then_some(all)
+}
+
+fn tree_digest_of(items: &[TreeItem<'_>]) -> Digest {
+    crate::codec::tree_digest_of(
+        items
+            .iter()
+            .map(|&(path, mode, ref digest)| (path, mode, digest)),
+    )
 }
 
 /// Removes the kept Eval outputs of `old` that `index` no longer names,
@@ -574,7 +608,7 @@ struct PackRead {
 /// its own file (the deployment's package, reduced), already in that
 /// universe.
 struct UnitRead {
-    pack: Option<Pack>,
+    pack: Option<PackRef>,
     universe: Arc<SharedUniverse>,
     own: Option<Arc<[u8]>>,
 }
@@ -598,7 +632,7 @@ struct Prepared {
 /// Assemble output when that changed.
 struct Dirty {
     unit: usize,
-    pack: Pack,
+    pack: PackRef,
     /// A new own file: the Eval output it is reduced from, and its bytes.
     own: Option<(Digest, Vec<u8>)>,
     assembled: Option<Patch>,
@@ -645,12 +679,16 @@ impl Session {
         {
             return None;
         }
-        let root = &self.workspace.root;
-        for (entry, package) in index.packages.iter().zip(&self.workspace.packages) {
-            if entry.name != package.package || Path::new(&entry.file) != package.path {
-                return None;
-            }
+        if index.packages_digest != packages_digest(&self.workspace.packages) {
+            return None;
         }
+        let root = &self.workspace.root;
+        let package_at = |name: &str| {
+            self.workspace
+                .packages
+                .binary_search_by(|p| p.package.as_str().cmp(name))
+                .ok()
+        };
         let workspace_file = root.join(n2d_modules::workspace::WORKSPACE_FILE);
         let mut changed_packages = Vec::new();
         let mut changed_sources: BTreeSet<&str> = BTreeSet::new();
@@ -727,10 +765,7 @@ impl Session {
                         .any(|s| changed_sources.contains(s.as_str()))
             })
             .filter_map(|(u, unit)| {
-                let own = index
-                    .packages
-                    .iter()
-                    .position(|p| p.name == unit.label.package)?;
+                let own = package_at(&unit.label.package)?;
                 let current = !changed_set.contains(&(own as u32))
                     && unit.own_eval == index.packages[own].eval;
                 Some(PackRead {
@@ -763,7 +798,10 @@ impl Session {
                     if digest != index.packages[i].eval {
                         let interface = run(
                             &InterfaceTask {
-                                identity: format!("interface //{}", index.packages[i].name),
+                                identity: format!(
+                                    "interface //{}",
+                                    self.workspace.packages[i].package
+                                ),
                             },
                             std::slice::from_ref(&eval),
                             Some(i),
@@ -829,10 +867,7 @@ impl Session {
             // unit: the pack's reduced copy when it is of the current Eval
             // output (the whole may be large), else the whole. A universe
             // of the unit's own, as the copy holds only its deployment.
-            let own = index
-                .packages
-                .iter()
-                .position(|p| p.name == unit.label.package)?;
+            let own = package_at(&unit.label.package)?;
             let current = unit.own_eval == index.packages[own].eval;
             let own_eval: Arc<[u8]> = match (evals.get(&own), reduced) {
                 (Some(eval), _) => eval.clone(),
@@ -852,7 +887,9 @@ impl Session {
                 package: unit.label.package.clone(),
                 name: unit.label.name.clone(),
                 namespace: pack.namespace.clone(),
-                services: pack.services.iter().map(|s| s.name.clone()).collect(),
+                services: (0..pack.len())
+                    .map(|i| Some(pack.service(i)?.name.to_string()))
+                    .collect::<Option<_>>()?,
                 base_layer: pack.base_layer.clone(),
             });
             let deployment_digest = deployment_digest(&deployment);
@@ -862,14 +899,18 @@ impl Session {
             let mut files: Vec<OutputFile> = Vec::new();
             // The paths of the files replaced: only those can be gone.
             let mut old_paths: Vec<String> = Vec::new();
-            for service in &mut pack.services {
-                let source_changed = service
-                    .sources
-                    .iter()
-                    .any(|s| changed_sources.contains(s.as_str()));
-                if !source_changed && !service.packages.iter().any(|p| dirty_packages.contains(p)) {
+            for i in 0..pack.len() {
+                let (source_changed, reached) = {
+                    let service = pack.service(i)?;
+                    let source_changed =
+                        service.sources.iter().any(|s| changed_sources.contains(s));
+                    let reached = service.packages().any(|p| dirty_packages.contains(&p));
+                    (source_changed, reached)
+                };
+                if !source_changed && !reached {
                     continue;
                 }
+                let service = pack.edit(i)?;
                 let key = (unit.label.to_string(), service.name.clone(), env.clone());
                 let resolve = match resolved.get(&key) {
                     Some(bytes) => bytes.clone(),
@@ -897,7 +938,7 @@ impl Session {
                             packages: service
                                 .packages
                                 .iter()
-                                .map(|&p| index.packages[p as usize].name.clone())
+                                .map(|&p| self.workspace.packages[p as usize].package.clone())
                                 .collect(),
                             deployment: unit.label.clone(),
                             service: service.name.clone(),
@@ -976,27 +1017,33 @@ impl Session {
             };
             // The Assemble, over the files of the Renders by digest: only
             // a changed fragment runs the rule's `assemble` again.
+            let mut new_shared = None;
             let assembled = if renders_changed {
                 assembles.push(format!("assemble {} ({})", unit.label, unit.target));
+                let services: Vec<ServiceRef> = (0..pack.len())
+                    .map(|i| pack.service(i))
+                    .collect::<Option<_>>()?;
                 if fragments_changed {
-                    let (shared, shared_files) =
-                        assemble_shared(rule.as_ref(), &deployment, &pack.services)?;
+                    let (shared, shared_files) = assemble_shared(
+                        rule.as_ref(),
+                        &deployment,
+                        services.iter().map(|s| (s.name, s.fragment)),
+                    )?;
                     old_paths.extend(pack.shared.iter().map(|e| e.path.clone()));
-                    pack.shared = shared;
+                    new_shared = Some(shared);
                     files.extend(shared_files);
                 }
                 for file in &files {
                     materialize::check_relative_path(&file.path).ok()?;
                 }
-                let whole = tree_of(&pack.shared, &pack.services)?;
-                let tree = tree_digest(whole.iter().copied());
+                let whole = tree_of(
+                    new_shared.as_deref().unwrap_or(&pack.shared),
+                    services.iter().flat_map(|s| s.files.iter().copied()),
+                )?;
+                let tree = tree_digest_of(&whole);
                 let mut removed: Vec<String> = old_paths
                     .into_iter()
-                    .filter(|path| {
-                        whole
-                            .binary_search_by(|e| e.path.as_str().cmp(path))
-                            .is_err()
-                    })
+                    .filter(|path| whole.binary_search_by(|e| e.0.cmp(path)).is_err())
                     .collect();
                 removed.sort();
                 removed.dedup();
@@ -1009,6 +1056,9 @@ impl Session {
                 None
             };
 
+            if let Some(shared) = new_shared {
+                pack.shared = shared;
+            }
             dirty_units.push(Dirty {
                 unit: u,
                 pack,
@@ -1056,7 +1106,7 @@ impl Session {
         // Nothing failed: from here on the workspace is written.
         crate::stamp::forget(stamp);
         forget(stamp);
-        let file_of = |i: usize| format!("{} changed", index.packages[i].file);
+        let file_of = |i: usize| format!("{} changed", self.workspace.packages[i].display_path());
         let why = dirty_packages
             .iter()
             .map(|&p| file_of(p as usize))
@@ -1111,7 +1161,7 @@ impl Session {
                             Some((_, bytes)) => Some(write_own(&path, bytes)?),
                             None => None,
                         };
-                        Some((write_pack(&path, &entry.pack)?, own))
+                        Some((write_pack_bytes(&path, entry.pack.encode())?, own))
                     })
                     .collect()
             },
@@ -1234,7 +1284,7 @@ impl Session {
                 decoded.prepare(&read.deployment);
                 Some(own)
             },
-            || read_pack(&read.path, Some(read.digest)),
+            || PackRef::read(&read.path, read.digest),
         );
         UnitRead {
             pack,
@@ -1287,7 +1337,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> bool {
 }
 
 fn write_pack(path: &Path, pack: &Pack) -> Option<Digest> {
-    let bytes = encode_pack(pack);
+    write_pack_bytes(path, encode_pack(pack))
+}
+
+fn write_pack_bytes(path: &Path, bytes: Vec<u8>) -> Option<Digest> {
     let digest = Digest::of(&bytes);
     // Removed first: renaming over an existing file makes ext4 start
     // writing it back at once (`auto_da_alloc`), a millisecond here. Only
@@ -1342,10 +1395,9 @@ fn encode_index(index: &Index) -> Vec<u8> {
     out.0.extend_from_slice(INDEX_MAGIC);
     out.u32(FORMAT);
     out.i128(index.started_at_ns);
+    out.digest(&index.packages_digest);
     out.u64(index.packages.len() as u64);
     for package in &index.packages {
-        out.bytes(package.name.as_bytes());
-        out.bytes(package.file.as_bytes());
         out.digest(&package.content);
         out.digest(&package.eval);
         match &package.eval_at {
@@ -1379,11 +1431,10 @@ fn encode_index(index: &Index) -> Vec<u8> {
 fn decode_index(bytes: &[u8]) -> Option<Index> {
     let mut input = headed(checked_body(bytes)?, INDEX_MAGIC, FORMAT)?;
     let started_at_ns = input.i128()?;
+    let packages_digest = input.digest()?;
     let packages = (0..input.count()?)
         .map(|_| {
             Some(PackageEntry {
-                name: input.string()?,
-                file: input.string()?,
                 content: input.digest()?,
                 eval: input.digest()?,
                 eval_at: match input.u32()? {
@@ -1429,31 +1480,205 @@ fn decode_index(bytes: &[u8]) -> Option<Index> {
         .collect::<Option<Vec<_>>>()?;
     input.0.is_empty().then_some(Index {
         started_at_ns,
+        packages_digest,
         packages,
         units,
+    })
+}
+
+/// A unit's pack as a delta build reads it: each service left encoded,
+/// where the file has it, until the edit reaches it, and copied as it is
+/// when the pack is written back. A thousand services decoded and encoded
+/// again for one edited service were most of reading and writing a pack.
+struct PackRef {
+    namespace: Option<String>,
+    base_layer: Option<String>,
+    shared: Vec<TreeEntry>,
+    /// The pack's bytes, which `Slot::Encoded` ranges point into.
+    bytes: Vec<u8>,
+    services: Vec<Slot>,
+}
+
+enum Slot {
+    Encoded(std::ops::Range<usize>),
+    Edited(ServiceEntry),
+}
+
+/// A service read in place from a pack's encoding.
+struct ServiceRef<'a> {
+    name: &'a str,
+    /// Little-endian `u32`s.
+    packages: std::borrow::Cow<'a, [u8]>,
+    sources: Vec<&'a str>,
+    fragment: &'a [u8],
+    files: Vec<TreeItem<'a>>,
+}
+
+impl PackRef {
+    /// The pack at `path`, when its digest is `expected` (which then
+    /// stands for its checksum).
+    fn read(path: &Path, expected: Digest) -> Option<PackRef> {
+        let bytes = std::fs::read(path).ok()?;
+        if Digest::of(&bytes) != expected {
+            return None;
+        }
+        let body_len = bytes.len().checked_sub(32)?;
+        let mut input = headed(&bytes[..body_len], PACK_MAGIC, FORMAT)?;
+        let namespace = input.optional()?;
+        let base_layer = input.optional()?;
+        let shared = decode_tree(&mut input)?;
+        let count = input.count()?;
+        let mut services = Vec::with_capacity(count);
+        for _ in 0..count {
+            let start = body_len - input.0.len();
+            scan_service(&mut input)?;
+            services.push(Slot::Encoded(start..body_len - input.0.len()));
+        }
+        if !input.0.is_empty() {
+            return None;
+        }
+        Some(PackRef {
+            namespace,
+            base_layer,
+            shared,
+            bytes,
+            services,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    /// The `i`th service's name, and what its Resolve and Render read.
+    fn service(&self, i: usize) -> Option<ServiceRef<'_>> {
+        match &self.services[i] {
+            Slot::Encoded(range) => scan_service(&mut Reader(&self.bytes[range.clone()])),
+            Slot::Edited(entry) => Some(ServiceRef {
+                name: &entry.name,
+                packages: entry
+                    .packages
+                    .iter()
+                    .flat_map(|p| p.to_le_bytes())
+                    .collect(),
+                sources: entry.sources.iter().map(String::as_str).collect(),
+                fragment: &entry.fragment,
+                files: entry
+                    .files
+                    .iter()
+                    .map(|e| (e.path.as_str(), e.mode, e.digest))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// The `i`th service, decoded to be changed.
+    fn edit(&mut self, i: usize) -> Option<&mut ServiceEntry> {
+        if let Slot::Encoded(range) = &self.services[i] {
+            let entry = decode_service(&mut Reader(&self.bytes[range.clone()]))?;
+            self.services[i] = Slot::Edited(entry);
+        }
+        match &mut self.services[i] {
+            Slot::Edited(entry) => Some(entry),
+            Slot::Encoded(_) => None,
+        }
+    }
+
+    /// The encoding [`encode_pack`] gives the same pack.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Writer(Vec::with_capacity(self.bytes.len() + 4096));
+        encode_pack_head(
+            &mut out,
+            self.namespace.as_deref(),
+            self.base_layer.as_deref(),
+            &self.shared,
+            self.services.len(),
+        );
+        for slot in &self.services {
+            match slot {
+                Slot::Encoded(range) => out.0.extend_from_slice(&self.bytes[range.clone()]),
+                Slot::Edited(entry) => encode_service(&mut out, entry),
+            }
+        }
+        seal(out.0)
+    }
+}
+
+impl ServiceRef<'_> {
+    fn packages(&self) -> impl Iterator<Item = u32> + '_ {
+        self.packages
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// Reads one service's encoding in place (see [`encode_service`]).
+fn scan_service<'a>(input: &mut Reader<'a>) -> Option<ServiceRef<'a>> {
+    let name = std::str::from_utf8(input.bytes()?).ok()?;
+    input.bytes()?; // its label
+    let count = input.count()?;
+    let packages = input.take(count.checked_mul(4)?)?;
+    let sources = (0..input.count()?)
+        .map(|_| std::str::from_utf8(input.bytes()?).ok())
+        .collect::<Option<Vec<_>>>()?;
+    input.digest()?; // Resolve
+    input.digest()?; // Render
+    let fragment = input.bytes()?;
+    let files = (0..input.count()?)
+        .map(|_| {
+            let path = std::str::from_utf8(input.bytes()?).ok()?;
+            Some((path, input.u32()?, input.digest()?))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(ServiceRef {
+        name,
+        packages: packages.into(),
+        sources,
+        fragment,
+        files,
     })
 }
 
 fn encode_pack(pack: &Pack) -> Vec<u8> {
     let size: usize = pack.services.iter().map(|s| s.fragment.len() + 256).sum();
     let mut out = Writer(Vec::with_capacity(size + 64));
-    out.0.extend_from_slice(PACK_MAGIC);
-    out.u32(FORMAT);
-    out.optional(pack.namespace.as_deref());
-    out.optional(pack.base_layer.as_deref());
-    encode_tree(&mut out, &pack.shared);
-    out.u64(pack.services.len() as u64);
+    encode_pack_head(
+        &mut out,
+        pack.namespace.as_deref(),
+        pack.base_layer.as_deref(),
+        &pack.shared,
+        pack.services.len(),
+    );
     for service in &pack.services {
-        out.bytes(service.name.as_bytes());
-        out.bytes(service.label.as_bytes());
-        out.u32s(&service.packages);
-        out.strings(&service.sources);
-        out.digest(&service.resolve);
-        out.digest(&service.render);
-        out.bytes(&service.fragment);
-        encode_tree(&mut out, &service.files);
+        encode_service(&mut out, service);
     }
     seal(out.0)
+}
+
+fn encode_pack_head(
+    out: &mut Writer,
+    namespace: Option<&str>,
+    base_layer: Option<&str>,
+    shared: &[TreeEntry],
+    services: usize,
+) {
+    out.0.extend_from_slice(PACK_MAGIC);
+    out.u32(FORMAT);
+    out.optional(namespace);
+    out.optional(base_layer);
+    encode_tree(out, shared);
+    out.u64(services as u64);
+}
+
+fn encode_service(out: &mut Writer, service: &ServiceEntry) {
+    out.bytes(service.name.as_bytes());
+    out.bytes(service.label.as_bytes());
+    out.u32s(&service.packages);
+    out.strings(&service.sources);
+    out.digest(&service.resolve);
+    out.digest(&service.render);
+    out.bytes(&service.fragment);
+    encode_tree(out, &service.files);
 }
 
 fn encode_tree(out: &mut Writer, entries: &[TreeEntry]) {
@@ -1484,31 +1709,25 @@ fn decode_pack(body: &[u8]) -> Option<Pack> {
     let base_layer = input.optional()?;
     let shared = decode_tree(&mut input)?;
     let services = (0..input.count()?)
-        .map(|_| {
-            let name = input.string()?;
-            let label = input.string()?;
-            let packages = input.u32s()?;
-            let sources = input.strings()?;
-            let resolve = input.digest()?;
-            let render = input.digest()?;
-            let fragment = input.bytes()?.to_vec();
-            let files = decode_tree(&mut input)?;
-            Some(ServiceEntry {
-                name,
-                label,
-                packages,
-                sources,
-                resolve,
-                render,
-                fragment,
-                files,
-            })
-        })
+        .map(|_| decode_service(&mut input))
         .collect::<Option<Vec<_>>>()?;
     input.0.is_empty().then_some(Pack {
         namespace,
         base_layer,
         shared,
         services,
+    })
+}
+
+fn decode_service(input: &mut Reader) -> Option<ServiceEntry> {
+    Some(ServiceEntry {
+        name: input.string()?,
+        label: input.string()?,
+        packages: input.u32s()?,
+        sources: input.strings()?,
+        resolve: input.digest()?,
+        render: input.digest()?,
+        fragment: input.bytes()?.to_vec(),
+        files: decode_tree(input)?,
     })
 }
