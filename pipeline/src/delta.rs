@@ -888,7 +888,7 @@ impl Session {
                 name: unit.label.name.clone(),
                 namespace: pack.namespace.clone(),
                 services: (0..pack.len())
-                    .map(|i| Some(pack.service(i)?.name.to_string()))
+                    .map(|i| Some(pack.name(i)?.to_string()))
                     .collect::<Option<_>>()?,
                 base_layer: pack.base_layer.clone(),
             });
@@ -900,13 +900,8 @@ impl Session {
             // The paths of the files replaced: only those can be gone.
             let mut old_paths: Vec<String> = Vec::new();
             for i in 0..pack.len() {
-                let (source_changed, reached) = {
-                    let service = pack.service(i)?;
-                    let source_changed =
-                        service.sources.iter().any(|s| changed_sources.contains(s));
-                    let reached = service.packages().any(|p| dirty_packages.contains(&p));
-                    (source_changed, reached)
-                };
+                let (source_changed, reached) =
+                    pack.reached(i, &dirty_packages, &changed_sources)?;
                 if !source_changed && !reached {
                     continue;
                 }
@@ -1020,10 +1015,10 @@ impl Session {
             let mut new_shared = None;
             let assembled = if renders_changed {
                 assembles.push(format!("assemble {} ({})", unit.label, unit.target));
-                let services: Vec<ServiceRef> = (0..pack.len())
-                    .map(|i| pack.service(i))
-                    .collect::<Option<_>>()?;
                 if fragments_changed {
+                    let services: Vec<ServiceRef> = (0..pack.len())
+                        .map(|i| pack.service(i))
+                        .collect::<Option<_>>()?;
                     let (shared, shared_files) = assemble_shared(
                         rule.as_ref(),
                         &deployment,
@@ -1036,9 +1031,11 @@ impl Session {
                 for file in &files {
                     materialize::check_relative_path(&file.path).ok()?;
                 }
+                let mut items = Vec::with_capacity(pack.len() + 8);
+                pack.files_into(&mut items)?;
                 let whole = tree_of(
                     new_shared.as_deref().unwrap_or(&pack.shared),
-                    services.iter().flat_map(|s| s.files.iter().copied()),
+                    items.into_iter(),
                 )?;
                 let tree = tree_digest_of(&whole);
                 let mut removed: Vec<String> = old_paths
@@ -1511,7 +1508,6 @@ struct ServiceRef<'a> {
     packages: std::borrow::Cow<'a, [u8]>,
     sources: Vec<&'a str>,
     fragment: &'a [u8],
-    files: Vec<TreeItem<'a>>,
 }
 
 impl PackRef {
@@ -1531,7 +1527,7 @@ impl PackRef {
         let mut services = Vec::with_capacity(count);
         for _ in 0..count {
             let start = body_len - input.0.len();
-            scan_service(&mut input)?;
+            skip_service(&mut input)?;
             services.push(Slot::Encoded(start..body_len - input.0.len()));
         }
         if !input.0.is_empty() {
@@ -1550,6 +1546,53 @@ impl PackRef {
         self.services.len()
     }
 
+    /// The `i`th service's name.
+    fn name(&self, i: usize) -> Option<&str> {
+        match &self.services[i] {
+            Slot::Encoded(range) => {
+                std::str::from_utf8(Reader(&self.bytes[range.clone()]).bytes()?).ok()
+            }
+            Slot::Edited(entry) => Some(&entry.name),
+        }
+    }
+
+    /// Whether the `i`th service's Render reads a changed source, and
+    /// whether its Resolve reads a package whose Eval output changed.
+    fn reached(
+        &self,
+        i: usize,
+        dirty: &BTreeSet<u32>,
+        changed_sources: &BTreeSet<&str>,
+    ) -> Option<(bool, bool)> {
+        let service = self.service(i)?;
+        let source_changed = service.sources.iter().any(|s| changed_sources.contains(s));
+        let reached = service.packages().any(|p| dirty.contains(&p));
+        Some((source_changed, reached))
+    }
+
+    /// Every service's files, appended to `items` in service order.
+    fn files_into<'a>(&'a self, items: &mut Vec<TreeItem<'a>>) -> Option<()> {
+        for slot in &self.services {
+            match slot {
+                Slot::Encoded(range) => {
+                    let mut input = Reader(&self.bytes[range.clone()]);
+                    skip_to_files(&mut input)?;
+                    for _ in 0..input.count()? {
+                        let path = std::str::from_utf8(input.bytes()?).ok()?;
+                        items.push((path, input.u32()?, input.digest()?));
+                    }
+                }
+                Slot::Edited(entry) => items.extend(
+                    entry
+                        .files
+                        .iter()
+                        .map(|e| (e.path.as_str(), e.mode, e.digest)),
+                ),
+            }
+        }
+        Some(())
+    }
+
     /// The `i`th service's name, and what its Resolve and Render read.
     fn service(&self, i: usize) -> Option<ServiceRef<'_>> {
         match &self.services[i] {
@@ -1563,11 +1606,6 @@ impl PackRef {
                     .collect(),
                 sources: entry.sources.iter().map(String::as_str).collect(),
                 fragment: &entry.fragment,
-                files: entry
-                    .files
-                    .iter()
-                    .map(|e| (e.path.as_str(), e.mode, e.digest))
-                    .collect(),
             }),
         }
     }
@@ -1624,19 +1662,36 @@ fn scan_service<'a>(input: &mut Reader<'a>) -> Option<ServiceRef<'a>> {
     input.digest()?; // Resolve
     input.digest()?; // Render
     let fragment = input.bytes()?;
-    let files = (0..input.count()?)
-        .map(|_| {
-            let path = std::str::from_utf8(input.bytes()?).ok()?;
-            Some((path, input.u32()?, input.digest()?))
-        })
-        .collect::<Option<Vec<_>>>()?;
     Some(ServiceRef {
         name,
         packages: packages.into(),
         sources,
         fragment,
-        files,
     })
+}
+
+/// Moves past one service's encoding up to its files' count.
+fn skip_to_files(input: &mut Reader) -> Option<()> {
+    input.bytes()?; // name
+    input.bytes()?; // label
+    let count = input.count()?;
+    input.take(count.checked_mul(4)?)?;
+    for _ in 0..input.count()? {
+        input.bytes()?;
+    }
+    input.take(64)?; // Resolve and Render digests
+    input.bytes()?; // fragment
+    Some(())
+}
+
+/// Moves past one service's encoding.
+fn skip_service(input: &mut Reader) -> Option<()> {
+    skip_to_files(input)?;
+    for _ in 0..input.count()? {
+        input.bytes()?;
+        input.take(4 + 32)?;
+    }
+    Some(())
 }
 
 fn encode_pack(pack: &Pack) -> Vec<u8> {
