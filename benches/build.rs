@@ -31,7 +31,9 @@ fn main() {
     let kept = std::env::var_os("N2D_BENCH_KEEP").map(std::path::PathBuf::from);
     let root = kept.clone().unwrap_or_else(|| tmp.path().join("ws"));
     monorepo::generate(&root, &shape);
-    let rounds = if smoke { 1 } else { 5 };
+    // Nine rounds of each: on a shared host a slow spell can take two or
+    // three rounds of five, and the median of nine stands through it.
+    let rounds = if smoke { 1 } else { 9 };
     println!(
         "workspace: {} services in {} packages ({} rounds, median)",
         shape.services(),
