@@ -266,17 +266,7 @@ impl<'a> ManifestRef<'a> {
         let files = (0..input.count()?)
             .map(|_| {
                 let path = input.bytes()?;
-                let entry = match input.u32()? {
-                    0 => None,
-                    1 => Some(ManifestEntry {
-                        digest: input.digest()?,
-                        mode: input.u32()?,
-                        size: input.u64()?,
-                        mtime_ns: input.i128()?,
-                        inode: input.u64()?,
-                    }),
-                    _ => return None,
-                };
+                let entry = decode_entry(&mut input)?;
                 Some((std::borrow::Cow::Borrowed(path), entry))
             })
             .collect::<Option<Vec<_>>>()?;
@@ -859,6 +849,22 @@ fn encode_manifest(manifest: &Manifest) -> Vec<u8> {
     seal(out.0)
 }
 
+/// A manifest entry after its path (see [`encode_entry`]): `None` for a
+/// path claimed but not written yet.
+fn decode_entry(input: &mut crate::binary::Reader) -> Option<Option<ManifestEntry>> {
+    match input.u32()? {
+        0 => Some(None),
+        1 => Some(Some(ManifestEntry {
+            digest: input.digest()?,
+            mode: input.u32()?,
+            size: input.u64()?,
+            mtime_ns: input.i128()?,
+            inode: input.u64()?,
+        })),
+        _ => None,
+    }
+}
+
 fn encode_entry(out: &mut Writer, path: &[u8], entry: Option<&ManifestEntry>) {
     out.bytes(path);
     match entry {
@@ -880,17 +886,7 @@ fn decode_manifest(bytes: &[u8]) -> Option<Manifest> {
     let files = (0..input.count()?)
         .map(|_| {
             let path = input.string()?;
-            let entry = match input.u32()? {
-                0 => None,
-                1 => Some(ManifestEntry {
-                    digest: input.digest()?,
-                    mode: input.u32()?,
-                    size: input.u64()?,
-                    mtime_ns: input.i128()?,
-                    inode: input.u64()?,
-                }),
-                _ => return None,
-            };
+            let entry = decode_entry(&mut input)?;
             Some((path, entry))
         })
         .collect::<Option<_>>()?;

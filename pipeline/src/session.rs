@@ -330,16 +330,20 @@ impl Session {
         progress: Option<ProgressFn>,
     ) -> Result<BuildResult, SessionError> {
         let started_at = crate::stamp::now_ns();
-        let packages: Vec<String> = self
-            .workspace
-            .packages
-            .iter()
-            .map(|p| p.display_path())
-            .collect();
+        let packages = self.package_files();
         let stamp = stamp_of(&self.cache_dir, &self.workspace.settings, request);
         let check = crate::stamp::check(&stamp, crate::stamp::Discovered::Packages(&packages));
         crate::trace::phase("stamp checked");
         self.build_checked(request, progress, started_at, &stamp, check)
+    }
+
+    /// The workspace's module files, as stamps list them.
+    fn package_files(&self) -> Vec<String> {
+        self.workspace
+            .packages
+            .iter()
+            .map(|p| p.display_path())
+            .collect()
     }
 
     /// [`Session::build`] once its stamp is checked.
@@ -352,12 +356,7 @@ impl Session {
         check: crate::stamp::Check,
     ) -> Result<BuildResult, SessionError> {
         let stamp = stamp.to_path_buf();
-        let packages: Vec<String> = self
-            .workspace
-            .packages
-            .iter()
-            .map(|p| p.display_path())
-            .collect();
+        let packages = self.package_files();
         match check {
             crate::stamp::Check::Unchanged(outputs, inputs, summary) => {
                 return Ok(BuildResult::no_op(outputs, inputs, summary));
