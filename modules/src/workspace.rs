@@ -48,6 +48,22 @@ pub struct WalkedFolder {
     pub inode: u64,
 }
 
+impl WalkedFolder {
+    /// Whether the folder under `root` still stats as when it was listed:
+    /// then a walk would list the same entries (see `listings`).
+    pub fn unchanged(&self, root: &Path) -> bool {
+        folder_stat(&root.join(&self.path))
+            .is_ok_and(|(mtime_ns, inode)| mtime_ns == self.mtime_ns && inode == self.inode)
+    }
+}
+
+/// A folder's mtime (ns) and inode, as discovery records its listing
+/// with: through symbolic links, as it reads the folder.
+fn folder_stat(dir: &Path) -> std::io::Result<(i64, u64)> {
+    let meta = std::fs::metadata(dir)?;
+    Ok((meta.mtime() * 1_000_000_000 + meta.mtime_nsec(), meta.ino()))
+}
+
 /// A workspace's root and settings, before its packages are known.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkspaceRoot {
@@ -408,9 +424,7 @@ impl Discovery<'_> {
             .unwrap_or_default();
         // Before the listing: a change while it is read gives the folder a
         // newer mtime than the one recorded.
-        let meta = std::fs::metadata(dir)?;
-        let mtime_ns = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
-        let inode = meta.ino();
+        let (mtime_ns, inode) = folder_stat(dir)?;
         if let Some(cached) = self.cached.get(&key) {
             if cached.trusted && cached.mtime_ns == mtime_ns && cached.inode == inode {
                 let entries = cached.entries.clone();

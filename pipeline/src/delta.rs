@@ -65,7 +65,7 @@ use crate::tasks::{
 
 const INDEX_MAGIC: &[u8; 8] = b"n2ddelta";
 const PACK_MAGIC: &[u8; 8] = b"n2dpack1";
-const FORMAT: u32 = 6;
+const FORMAT: u32 = 7;
 
 /// No file's content has this digest (it is no blake3 output anyone found).
 const UNKNOWN: Digest = Digest([0; 32]);
@@ -74,26 +74,11 @@ const UNKNOWN: Digest = Digest([0; 32]);
 pub(crate) struct Index {
     /// The start of the build it describes: equal to its stamp's.
     started_at_ns: i128,
-    /// The workspace's module files it describes (`packages_digest`): its
-    /// entries are theirs in order, named by the workspace, not again here.
-    packages_digest: Digest,
-    /// In the workspace's order.
+    /// In the workspace's order: the module files of the build it
+    /// describes, which its stamp lists (the same start time ties the two),
+    /// so they are not named again here.
     packages: Vec<PackageEntry>,
     units: Vec<UnitEntry>,
-}
-
-/// What names a workspace's packages and their module files, in order.
-fn packages_digest(packages: &[n2d_modules::PackageFile]) -> Digest {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&(packages.len() as u64).to_le_bytes());
-    for package in packages {
-        let file = std::os::unix::ffi::OsStrExt::as_bytes(package.path.as_os_str());
-        hasher.update(&(package.package.len() as u64).to_le_bytes());
-        hasher.update(package.package.as_bytes());
-        hasher.update(&(file.len() as u64).to_le_bytes());
-        hasher.update(file);
-    }
-    Digest(*hasher.finalize().as_bytes())
 }
 
 struct PackageEntry {
@@ -127,16 +112,6 @@ struct UnitEntry {
     /// reduced from (`reduced_eval`), and that file's digest.
     own_eval: Digest,
     own: Digest,
-}
-
-/// One unit's services, in the deployment's order, and its files by
-/// digest: a delta build reads no file it does not change.
-struct Pack {
-    namespace: Option<String>,
-    base_layer: Option<String>,
-    /// The deployment-wide files (the rule's `assemble`).
-    shared: Vec<TreeEntry>,
-    services: Vec<ServiceEntry>,
 }
 
 #[derive(Clone)]
@@ -374,9 +349,10 @@ pub(crate) fn record(
                 }
             }
             // The previous pack's Render outputs, by digest.
-            let mut known: HashMap<Digest, (Vec<u8>, Vec<TreeEntry>)> = read_pack(&path, None)
-                .map(|pack| {
-                    pack.services
+            let mut known: HashMap<Digest, (Vec<u8>, Vec<TreeEntry>)> = Pack::read(&path, None)
+                .and_then(Pack::into_services)
+                .map(|services| {
+                    services
                         .into_iter()
                         .map(|s| (s.render, (s.fragment, s.files)))
                         .collect()
@@ -431,9 +407,10 @@ pub(crate) fn record(
                 namespace: unit.deployment.namespace.clone(),
                 base_layer: unit.deployment.base_layer.clone(),
                 shared,
-                services,
+                bytes: Vec::new(),
+                services: services.into_iter().map(Slot::Edited).collect(),
             };
-            let digest = write_pack(&path, &pack)?;
+            let digest = write_pack(&path, pack.encode())?;
             Some(entry(digest, own))
         })
         .collect();
@@ -442,7 +419,6 @@ pub(crate) fn record(
     };
     let index = Index {
         started_at_ns,
-        packages_digest: packages_digest(&session.workspace.packages),
         packages,
         units,
     };
@@ -608,7 +584,7 @@ struct PackRead {
 /// its own file (the deployment's package, reduced), already in that
 /// universe.
 struct UnitRead {
-    pack: Option<PackRef>,
+    pack: Option<Pack>,
     universe: Arc<SharedUniverse>,
     own: Option<Arc<[u8]>>,
 }
@@ -632,7 +608,7 @@ struct Prepared {
 /// Assemble output when that changed.
 struct Dirty {
     unit: usize,
-    pack: PackRef,
+    pack: Pack,
     /// A new own file: the Eval output it is reduced from, and its bytes.
     own: Option<(Digest, Vec<u8>)>,
     assembled: Option<Patch>,
@@ -679,9 +655,6 @@ impl Session {
         {
             return None;
         }
-        if index.packages_digest != packages_digest(&self.workspace.packages) {
-            return None;
-        }
         let root = &self.workspace.root;
         let package_at = |name: &str| {
             self.workspace
@@ -702,12 +675,7 @@ impl Session {
             // Module files are sorted by package, and a package's file is
             // in its folder: found by the folder, among a few changed files.
             let package = relative.and_then(|relative| {
-                let folder = relative.parent()?.to_str()?;
-                let at = self
-                    .workspace
-                    .packages
-                    .binary_search_by(|p| p.package.as_str().cmp(folder))
-                    .ok()?;
+                let at = package_at(relative.parent()?.to_str()?)?;
                 (self.workspace.packages[at].path == relative).then_some(at)
             });
             if let Some(i) = package {
@@ -1158,7 +1126,7 @@ impl Session {
                             Some((_, bytes)) => Some(write_own(&path, bytes)?),
                             None => None,
                         };
-                        Some((write_pack_bytes(&path, entry.pack.encode())?, own))
+                        Some((write_pack(&path, entry.pack.encode())?, own))
                     })
                     .collect()
             },
@@ -1281,7 +1249,7 @@ impl Session {
                 decoded.prepare(&read.deployment);
                 Some(own)
             },
-            || PackRef::read(&read.path, read.digest),
+            || Pack::read(&read.path, Some(read.digest)),
         );
         UnitRead {
             pack,
@@ -1333,11 +1301,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> bool {
     false
 }
 
-fn write_pack(path: &Path, pack: &Pack) -> Option<Digest> {
-    write_pack_bytes(path, encode_pack(pack))
-}
-
-fn write_pack_bytes(path: &Path, bytes: Vec<u8>) -> Option<Digest> {
+fn write_pack(path: &Path, bytes: Vec<u8>) -> Option<Digest> {
     let digest = Digest::of(&bytes);
     // Removed first: renaming over an existing file makes ext4 start
     // writing it back at once (`auto_da_alloc`), a millisecond here. Only
@@ -1369,20 +1333,6 @@ fn read_own(pack: &Path, expected: &Digest) -> Option<Arc<[u8]>> {
     (Digest::of(&bytes) == *expected).then(|| Arc::from(bytes))
 }
 
-fn read_pack(path: &Path, expected: Option<Digest>) -> Option<Pack> {
-    let bytes = std::fs::read(path).ok()?;
-    let body = match expected {
-        Some(digest) => {
-            if Digest::of(&bytes) != digest {
-                return None;
-            }
-            &bytes[..bytes.len().checked_sub(32)?]
-        }
-        None => checked_body(&bytes)?,
-    };
-    decode_pack(body)
-}
-
 fn read_index(path: &Path) -> Option<Index> {
     decode_index(&std::fs::read(path).ok()?)
 }
@@ -1392,7 +1342,6 @@ fn encode_index(index: &Index) -> Vec<u8> {
     out.0.extend_from_slice(INDEX_MAGIC);
     out.u32(FORMAT);
     out.i128(index.started_at_ns);
-    out.digest(&index.packages_digest);
     out.u64(index.packages.len() as u64);
     for package in &index.packages {
         out.digest(&package.content);
@@ -1428,7 +1377,6 @@ fn encode_index(index: &Index) -> Vec<u8> {
 fn decode_index(bytes: &[u8]) -> Option<Index> {
     let mut input = headed(checked_body(bytes)?, INDEX_MAGIC, FORMAT)?;
     let started_at_ns = input.i128()?;
-    let packages_digest = input.digest()?;
     let packages = (0..input.count()?)
         .map(|_| {
             Some(PackageEntry {
@@ -1477,21 +1425,24 @@ fn decode_index(bytes: &[u8]) -> Option<Index> {
         .collect::<Option<Vec<_>>>()?;
     input.0.is_empty().then_some(Index {
         started_at_ns,
-        packages_digest,
         packages,
         units,
     })
 }
 
-/// A unit's pack as a delta build reads it: each service left encoded,
-/// where the file has it, until the edit reaches it, and copied as it is
-/// when the pack is written back. A thousand services decoded and encoded
-/// again for one edited service were most of reading and writing a pack.
-struct PackRef {
+/// One unit's services, in the deployment's order, and its files by
+/// digest: a delta build reads no file it does not change. As read, each
+/// service stays encoded, where the file has it, until the edit reaches
+/// it, and is copied as it is when the pack is written back: a thousand
+/// services decoded and encoded again for one edited service were most of
+/// reading and writing a pack. A full build makes one of decoded entries.
+struct Pack {
     namespace: Option<String>,
     base_layer: Option<String>,
+    /// The deployment-wide files (the rule's `assemble`).
     shared: Vec<TreeEntry>,
-    /// The pack's bytes, which `Slot::Encoded` ranges point into.
+    /// The pack's bytes, which `Slot::Encoded` ranges point into (none for
+    /// a pack made whole).
     bytes: Vec<u8>,
     services: Vec<Slot>,
 }
@@ -1510,12 +1461,16 @@ struct ServiceRef<'a> {
     fragment: &'a [u8],
 }
 
-impl PackRef {
-    /// The pack at `path`, when its digest is `expected` (which then
-    /// stands for its checksum).
-    fn read(path: &Path, expected: Digest) -> Option<PackRef> {
+impl Pack {
+    /// The pack at `path`; with `expected`, only when its digest is that
+    /// (which then stands for its checksum), else when its checksum holds.
+    fn read(path: &Path, expected: Option<Digest>) -> Option<Pack> {
         let bytes = std::fs::read(path).ok()?;
-        if Digest::of(&bytes) != expected {
+        let valid = match expected {
+            Some(digest) => Digest::of(&bytes) == digest,
+            None => checked_body(&bytes).is_some(),
+        };
+        if !valid {
             return None;
         }
         let body_len = bytes.len().checked_sub(32)?;
@@ -1533,7 +1488,7 @@ impl PackRef {
         if !input.0.is_empty() {
             return None;
         }
-        Some(PackRef {
+        Some(Pack {
             namespace,
             base_layer,
             shared,
@@ -1622,16 +1577,28 @@ impl PackRef {
         }
     }
 
-    /// The encoding [`encode_pack`] gives the same pack.
+    /// Every service, decoded.
+    fn into_services(self) -> Option<Vec<ServiceEntry>> {
+        let bytes = self.bytes;
+        self.services
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Encoded(range) => decode_service(&mut Reader(&bytes[range])),
+                Slot::Edited(entry) => Some(entry),
+            })
+            .collect()
+    }
+
     fn encode(&self) -> Vec<u8> {
-        let mut out = Writer(Vec::with_capacity(self.bytes.len() + 4096));
-        encode_pack_head(
-            &mut out,
-            self.namespace.as_deref(),
-            self.base_layer.as_deref(),
-            &self.shared,
-            self.services.len(),
-        );
+        let mut out = Writer(Vec::with_capacity(
+            self.bytes.len() + 256 * self.services.len(),
+        ));
+        out.0.extend_from_slice(PACK_MAGIC);
+        out.u32(FORMAT);
+        out.optional(self.namespace.as_deref());
+        out.optional(self.base_layer.as_deref());
+        encode_tree(&mut out, &self.shared);
+        out.u64(self.services.len() as u64);
         for slot in &self.services {
             match slot {
                 Slot::Encoded(range) => out.0.extend_from_slice(&self.bytes[range.clone()]),
@@ -1694,37 +1661,6 @@ fn skip_service(input: &mut Reader) -> Option<()> {
     Some(())
 }
 
-fn encode_pack(pack: &Pack) -> Vec<u8> {
-    let size: usize = pack.services.iter().map(|s| s.fragment.len() + 256).sum();
-    let mut out = Writer(Vec::with_capacity(size + 64));
-    encode_pack_head(
-        &mut out,
-        pack.namespace.as_deref(),
-        pack.base_layer.as_deref(),
-        &pack.shared,
-        pack.services.len(),
-    );
-    for service in &pack.services {
-        encode_service(&mut out, service);
-    }
-    seal(out.0)
-}
-
-fn encode_pack_head(
-    out: &mut Writer,
-    namespace: Option<&str>,
-    base_layer: Option<&str>,
-    shared: &[TreeEntry],
-    services: usize,
-) {
-    out.0.extend_from_slice(PACK_MAGIC);
-    out.u32(FORMAT);
-    out.optional(namespace);
-    out.optional(base_layer);
-    encode_tree(out, shared);
-    out.u64(services as u64);
-}
-
 fn encode_service(out: &mut Writer, service: &ServiceEntry) {
     out.bytes(service.name.as_bytes());
     out.bytes(service.label.as_bytes());
@@ -1755,23 +1691,6 @@ fn decode_tree(input: &mut Reader) -> Option<Vec<TreeEntry>> {
             })
         })
         .collect()
-}
-
-/// Decodes a pack's body (its checksum already verified).
-fn decode_pack(body: &[u8]) -> Option<Pack> {
-    let mut input = headed(body, PACK_MAGIC, FORMAT)?;
-    let namespace = input.optional()?;
-    let base_layer = input.optional()?;
-    let shared = decode_tree(&mut input)?;
-    let services = (0..input.count()?)
-        .map(|_| decode_service(&mut input))
-        .collect::<Option<Vec<_>>>()?;
-    input.0.is_empty().then_some(Pack {
-        namespace,
-        base_layer,
-        shared,
-        services,
-    })
 }
 
 fn decode_service(input: &mut Reader) -> Option<ServiceEntry> {

@@ -261,17 +261,12 @@ struct ManifestRef<'a> {
 impl<'a> ManifestRef<'a> {
     /// `None` for a damaged manifest or one not sorted as n2d writes them.
     fn decode(bytes: &'a [u8]) -> Option<ManifestRef<'a>> {
-        let mut input = headed(checked_body(bytes)?, MANIFEST_MAGIC, MANIFEST_FORMAT)?;
-        let source = input.bytes()?;
-        let files = (0..input.count()?)
-            .map(|_| {
-                let path = input.bytes()?;
-                let entry = decode_entry(&mut input)?;
-                Some((std::borrow::Cow::Borrowed(path), entry))
-            })
-            .collect::<Option<Vec<_>>>()?;
-        let sorted = files.windows(2).all(|pair| pair[0].0 < pair[1].0);
-        (input.0.is_empty() && sorted).then_some(ManifestRef { source, files })
+        let (source, files) = decode_in_place(bytes)?;
+        let files = files
+            .into_iter()
+            .map(|(path, entry)| (std::borrow::Cow::Borrowed(path), entry))
+            .collect();
+        Some(ManifestRef { source, files })
     }
 
     fn find(&self, path: &[u8]) -> Result<usize, usize> {
@@ -386,31 +381,25 @@ fn finished_files<'a>(
     bytes: &'a [u8],
     source: Option<&str>,
 ) -> Option<Vec<(&'a [u8], RecordedStat)>> {
-    let mut input = headed(checked_body(bytes)?, MANIFEST_MAGIC, MANIFEST_FORMAT)?;
-    let recorded_source = input.bytes()?;
+    let (recorded_source, files) = decode_in_place(bytes)?;
     if recorded_source.is_empty() || source.is_some_and(|s| s.as_bytes() != recorded_source) {
         return None;
     }
-    let files = (0..input.count()?)
-        .map(|_| {
-            let path = input.bytes()?;
-            if input.u32()? != 1 {
-                return None;
-            }
-            input.digest()?;
-            let mode = input.u32()?;
+    files
+        .into_iter()
+        .map(|(path, entry)| {
+            let entry = entry?;
             Some((
                 path,
                 RecordedStat {
-                    size: input.u64()?,
-                    mtime_ns: input.i128()?,
-                    inode: input.u64()?,
-                    mode,
+                    size: entry.size,
+                    mtime_ns: entry.mtime_ns,
+                    inode: entry.inode,
+                    mode: entry.mode,
                 },
             ))
         })
-        .collect::<Option<Vec<_>>>()?;
-    input.0.is_empty().then_some(files)
+        .collect()
 }
 
 /// Whether every file still `stat`s as recorded, relative to its folder.
@@ -503,7 +492,7 @@ impl DirHandle {
     }
 
     /// The subfolder at `relative`, opened only to look names up in it;
-    /// `None` when it is missing or a symbolic link is on the way.
+    /// `None` when it is missing or is a symbolic link.
     fn subfolder(&self, relative: &[u8]) -> Option<DirHandle> {
         use std::os::unix::io::{AsRawFd, FromRawFd};
         let name = std::ffi::CString::new(relative).ok()?;
@@ -881,16 +870,29 @@ fn encode_entry(out: &mut Writer, path: &[u8], entry: Option<&ManifestEntry>) {
 }
 
 fn decode_manifest(bytes: &[u8]) -> Option<Manifest> {
+    let (source, files) = decode_in_place(bytes)?;
+    Some(Manifest {
+        source: String::from_utf8(source.to_vec()).ok()?,
+        files: files
+            .into_iter()
+            .map(|(path, entry)| Some((String::from_utf8(path.to_vec()).ok()?, entry)))
+            .collect::<Option<_>>()?,
+    })
+}
+
+/// A manifest's source and entries, their paths borrowed from its
+/// encoding; `None` for a damaged one, or one not in the order n2d writes
+/// (by path), which a patch's lookups rely on.
+type ManifestSlices<'a> = (&'a [u8], Vec<(&'a [u8], Option<ManifestEntry>)>);
+
+fn decode_in_place(bytes: &[u8]) -> Option<ManifestSlices<'_>> {
     let mut input = headed(checked_body(bytes)?, MANIFEST_MAGIC, MANIFEST_FORMAT)?;
-    let source = input.string()?;
+    let source = input.bytes()?;
     let files = (0..input.count()?)
-        .map(|_| {
-            let path = input.string()?;
-            let entry = decode_entry(&mut input)?;
-            Some((path, entry))
-        })
-        .collect::<Option<_>>()?;
-    input.0.is_empty().then_some(Manifest { source, files })
+        .map(|_| Some((input.bytes()?, decode_entry(&mut input)?)))
+        .collect::<Option<Vec<_>>>()?;
+    let sorted = files.windows(2).all(|pair| pair[0].0 < pair[1].0);
+    (input.0.is_empty() && sorted).then_some((source, files))
 }
 
 #[cfg(test)]

@@ -172,7 +172,6 @@ pub fn build_workspace(
     let lock = WorkspaceLock::acquire(&cache_dir.join("lock"), on_wait)?;
     let mut request = request.clone();
     if !request.is_relative() {
-        request.current_package = None;
         let started_at = crate::stamp::now_ns();
         let stamp = stamp_of(&cache_dir, &root.settings, &request);
         crate::trace::phase("located and locked");
@@ -355,20 +354,18 @@ impl Session {
         stamp: &Path,
         check: crate::stamp::Check,
     ) -> Result<BuildResult, SessionError> {
-        let stamp = stamp.to_path_buf();
-        let packages = self.package_files();
         match check {
             crate::stamp::Check::Unchanged(outputs, inputs, summary) => {
                 return Ok(BuildResult::no_op(outputs, inputs, summary));
             }
             crate::stamp::Check::Changed(changed) => {
-                if let Some(result) = self.delta(&stamp, changed, started_at) {
+                if let Some(result) = self.delta(stamp, changed, started_at) {
                     return Ok(result);
                 }
             }
             crate::stamp::Check::Unknown => {}
         }
-        crate::stamp::forget(&stamp);
+        crate::stamp::forget(stamp);
         crate::pages::allow_huge_pages();
         let mut engine = Engine::new(
             self.cache()?.clone(),
@@ -812,7 +809,7 @@ impl Session {
             if result.ok {
                 crate::delta::record(
                     self,
-                    &stamp,
+                    stamp,
                     started_at,
                     crate::delta::PackagesStage {
                         report: &first,
@@ -824,9 +821,9 @@ impl Session {
                     &units,
                 );
                 crate::stamp::record(
-                    &stamp,
+                    stamp,
                     started_at,
-                    &packages,
+                    &self.package_files(),
                     self.workspace.folders.as_deref(),
                     &result.inputs,
                     &stamped_outputs,
@@ -1063,8 +1060,8 @@ impl Declared {
     /// reports one of its own.
     fn new() -> Declared {
         let mut options = OptionSet::core();
-        // Their texts identify them (written out as the option reference,
-        // the parsed set took longer to hash than to parse).
+        // Their texts identify them, without writing the parsed set out
+        // as the option reference to hash it.
         let mut hasher = blake3::Hasher::new();
         hasher.update(n2d_modules::options::CORE_OPTIONS.as_bytes());
         let mut rules = BTreeMap::new();

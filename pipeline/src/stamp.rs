@@ -138,16 +138,9 @@ pub struct Changed {
     pub(crate) now: Vec<FileStat>,
 }
 
-/// Whether every folder discovery walked still stats as recorded: then it
-/// would list the same entries (`n2d_modules::workspace`, `listings`).
-/// Followed through symbolic links, as discovery reads them.
+/// Whether every folder discovery walked still stats as recorded.
 fn folders_hold(root: &Path, folders: &[WalkedFolder]) -> bool {
-    folders.par_iter().all(|folder| {
-        std::fs::metadata(root.join(&folder.path)).is_ok_and(|meta| {
-            meta.ino() == folder.inode
-                && meta.mtime() * 1_000_000_000 + meta.mtime_nsec() == folder.mtime_ns
-        })
-    })
+    folders.par_iter().all(|folder| folder.unchanged(root))
 }
 
 /// Whether every output folder of `stamp` still holds what it records:
@@ -186,28 +179,28 @@ pub enum Discovered<'a> {
 
 /// Compares the stamp at `path` with the workspace.
 pub fn check(path: &Path, discovered: Discovered<'_>) -> Check {
+    let Some(stamp) = std::fs::read(path).ok().and_then(decode) else {
+        return Check::Unknown;
+    };
     // Each input's stat now (`None` when one is gone), and before
-    // discovery whether every folder it walked is as it was, taken while
-    // the output records are decoded.
-    let decoded = std::fs::read(path).ok().and_then(|bytes| {
-        decode_with(bytes, |folders, inputs| -> Option<Vec<FileStat>> {
-            let (folders_hold, now) = rayon::join(
-                || match discovered {
-                    Discovered::Packages(_) => true,
-                    Discovered::NotYet { root } => {
-                        folders.is_some_and(|folders| folders_hold(root, folders))
-                    }
-                },
-                || inputs.par_iter().map(|(file, _)| stat(file)).collect(),
-            );
-            if folders_hold {
-                now
-            } else {
-                None
-            }
-        })
-    });
-    let Some((stamp, Some(now))) = decoded else {
+    // discovery whether every folder it walked is as it was.
+    let (folders_hold, now) = rayon::join(
+        || match discovered {
+            Discovered::Packages(_) => true,
+            Discovered::NotYet { root } => stamp
+                .folders
+                .as_deref()
+                .is_some_and(|folders| folders_hold(root, folders)),
+        },
+        || -> Option<Vec<FileStat>> {
+            stamp
+                .inputs
+                .par_iter()
+                .map(|(file, _)| stat(file))
+                .collect()
+        },
+    );
+    let (true, Some(now)) = (folders_hold, now) else {
         return Check::Unknown;
     };
     if let Discovered::Packages(packages) = discovered {
@@ -530,18 +523,8 @@ fn encode_tasks(out: &mut Writer, tasks: &BTreeMap<String, u64>) {
     }
 }
 
-#[cfg(test)]
+/// Decodes a stamp; `None` for one damaged or of another format.
 fn decode(bytes: Vec<u8>) -> Option<Stamp> {
-    decode_with(bytes, |_, _| ()).map(|(stamp, ())| stamp)
-}
-
-/// Decodes a stamp, running `on_inputs` over its walked folders and its
-/// inputs while the rest (10,000 output records at 10,000 outputs) is
-/// decoded.
-fn decode_with<T: Send>(
-    bytes: Vec<u8>,
-    on_inputs: impl FnOnce(Option<&[WalkedFolder]>, &[(PathBuf, FileStat)]) -> T + Send,
-) -> Option<(Stamp, T)> {
     let mut input = crate::binary::headed(crate::binary::checked_body(&bytes)?, MAGIC, FORMAT)?;
     let started_at_ns = input.i128()?;
     let packages = (0..input.count()?)
@@ -573,38 +556,31 @@ fn decode_with<T: Send>(
         })
         .collect::<Option<Vec<_>>>()?;
     let end = bytes.len() - 32;
-    let (seen, rest) = rayon::join(
-        || on_inputs(folders.as_deref(), &inputs),
-        || {
-            let mut ranges = Vec::new();
-            let outputs = (0..input.count()?)
-                .map(|_| {
-                    let start = end - input.0.len();
-                    let dir = input.path()?;
-                    let manifest = input.recorded()?;
-                    ranges.push(start..end - input.0.len());
-                    Some((dir, FolderState { manifest }))
-                })
-                .collect::<Option<_>>()?;
-            let tasks = (0..input.count()?)
-                .map(|_| Some((input.string()?, input.u64()?)))
-                .collect::<Option<_>>()?;
-            input.0.is_empty().then_some((outputs, ranges, tasks))
-        },
-    );
-    let (outputs, ranges, tasks) = rest?;
-    Some((
-        Stamp {
-            started_at_ns,
-            packages,
-            folders,
-            inputs,
-            outputs,
-            tasks,
-            raw: Some((bytes, ranges)),
-        },
-        seen,
-    ))
+    let mut ranges = Vec::new();
+    let outputs = (0..input.count()?)
+        .map(|_| {
+            let start = end - input.0.len();
+            let dir = input.path()?;
+            let manifest = input.recorded()?;
+            ranges.push(start..end - input.0.len());
+            Some((dir, FolderState { manifest }))
+        })
+        .collect::<Option<_>>()?;
+    let tasks = (0..input.count()?)
+        .map(|_| Some((input.string()?, input.u64()?)))
+        .collect::<Option<_>>()?;
+    if !input.0.is_empty() {
+        return None;
+    }
+    Some(Stamp {
+        started_at_ns,
+        packages,
+        folders,
+        inputs,
+        outputs,
+        tasks,
+        raw: Some((bytes, ranges)),
+    })
 }
 
 #[cfg(test)]
