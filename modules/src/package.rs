@@ -151,12 +151,14 @@ pub struct Member {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum MemberSource {
     /// A service of a package, with this deployment's definitions for it.
+    /// (The bodies are boxed: most members have none, and a deployment
+    /// of 1,000 members is decoded on every delta build.)
     Label {
         label: Label,
-        overrides: Option<Body>,
+        overrides: Option<Box<Body>>,
     },
     /// A service that only exists in this deployment.
-    Local(Body),
+    Local(Box<Body>),
 }
 
 /// Evaluates one parsed module file of package `package`.
@@ -440,7 +442,7 @@ fn parse_members(package: &str, node: &Node, source: &SourceFile) -> Result<Vec<
                     let overrides = (!body.imports.is_empty()
                         || !body.options.entries.is_empty()
                         || body.definitions.entries().is_some_and(|e| !e.is_empty()))
-                    .then_some(body);
+                    .then(|| Box::new(body));
                     push(Member {
                         name: member_name(&label),
                         span: key.span,
@@ -451,7 +453,9 @@ fn parse_members(package: &str, node: &Node, source: &SourceFile) -> Result<Vec<
                     push(Member {
                         name: key.name.clone(),
                         span: key.span,
-                        source: MemberSource::Local(parse_body(package, key, value, source)?),
+                        source: MemberSource::Local(Box::new(parse_body(
+                            package, key, value, source,
+                        )?)),
                     })?;
                 }
             }

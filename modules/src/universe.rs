@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
@@ -98,10 +99,164 @@ pub struct Resolved {
     pub references: Vec<String>,
 }
 
-#[derive(Debug, Default)]
+/// A deployment's members by name and by label, as positions in its
+/// `members`: the keys are the members' own strings, compared in place, so
+/// that building the index of a 1,000-member deployment (which every delta
+/// build does) copies none of them.
+#[derive(Debug)]
 struct MemberIndex {
-    by_name: HashMap<String, usize>,
-    by_label: HashMap<Label, usize>,
+    deployment: Label,
+    by_name: HashTable<u32>,
+    by_label: HashTable<(u32, LabelForm)>,
+}
+
+/// Which of a member's labels an entry of `by_label` stands for.
+#[derive(Clone, Copy, Debug)]
+enum LabelForm {
+    /// The label of a package's service (`MemberSource::Label`).
+    Source,
+    /// `//pkg:deployment/name`, of a local member.
+    Path,
+    /// `//pkg:name`, of a local member (`:name` in the deployment's own
+    /// package).
+    Name,
+}
+
+/// A label as a package and a name in one or two parts (`a/b` as `a` and
+/// `b`), hashed and compared as the joined name.
+#[derive(Clone, Copy)]
+struct LabelKey<'a> {
+    package: &'a str,
+    name: (&'a str, Option<&'a str>),
+}
+
+impl<'a> LabelKey<'a> {
+    fn of(label: &'a Label) -> Self {
+        LabelKey {
+            package: &label.package,
+            name: (&label.name, None),
+        }
+    }
+
+    /// Label `form` of member `i` of `def`, the deployment `deployment`.
+    fn of_member(
+        deployment: &'a Label,
+        def: &'a DeploymentDef,
+        (i, form): (u32, LabelForm),
+    ) -> Self {
+        let member = &def.members[i as usize];
+        match (form, &member.source) {
+            (LabelForm::Source, MemberSource::Label { label, .. }) => LabelKey::of(label),
+            (LabelForm::Path, _) => LabelKey {
+                package: &deployment.package,
+                name: (&deployment.name, Some(&member.name)),
+            },
+            _ => LabelKey {
+                package: &deployment.package,
+                name: (&member.name, None),
+            },
+        }
+    }
+
+    fn name_bytes(self) -> impl Iterator<Item = u8> + 'a {
+        let (first, second) = self.name;
+        first.bytes().chain(
+            second
+                .into_iter()
+                .flat_map(|s| std::iter::once(b'/').chain(s.bytes())),
+        )
+    }
+
+    fn name_len(self) -> usize {
+        self.name.0.len() + self.name.1.map_or(0, |s| s.len() + 1)
+    }
+
+    fn hash(self) -> u64 {
+        let package = fnv(FNV_OFFSET, self.package.bytes());
+        fnv(fnv(package, [0xff].into_iter()), self.name_bytes())
+    }
+
+    fn matches(self, other: LabelKey) -> bool {
+        self.package == other.package
+            && self.name_len() == other.name_len()
+            && self.name_bytes().eq(other.name_bytes())
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over `bytes`, from `state`: the same for a string whole or in
+/// parts, as `LabelKey` needs.
+fn fnv(state: u64, bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(state, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn name_hash(name: &str) -> u64 {
+    fnv(FNV_OFFSET, name.bytes())
+}
+
+impl MemberIndex {
+    /// As a map would be filled in member order: a later member replaces
+    /// an earlier one under the same name or label, but a local member's
+    /// `//pkg:name` never replaces another's label.
+    fn build(deployment: &Label, def: &DeploymentDef) -> MemberIndex {
+        let mut by_name = HashTable::with_capacity(def.members.len());
+        let mut by_label = HashTable::with_capacity(def.members.len());
+        let key = |entry: (u32, LabelForm)| LabelKey::of_member(deployment, def, entry);
+        for (i, member) in def.members.iter().enumerate() {
+            let i = i as u32;
+            let found = by_name.find_mut(name_hash(&member.name), |&at: &u32| {
+                def.members[at as usize].name == member.name
+            });
+            match found {
+                Some(at) => *at = i,
+                None => {
+                    by_name.insert_unique(name_hash(&member.name), i, |&at: &u32| {
+                        name_hash(&def.members[at as usize].name)
+                    });
+                }
+            }
+            let forms: &[(LabelForm, bool)] = match member.source {
+                MemberSource::Label { .. } => &[(LabelForm::Source, true)],
+                MemberSource::Local(_) => &[(LabelForm::Path, true), (LabelForm::Name, false)],
+            };
+            for &(form, replace) in forms {
+                let new = key((i, form));
+                let hash = new.hash();
+                match by_label.find_mut(hash, |&entry| key(entry).matches(new)) {
+                    Some(entry) if replace => *entry = (i, form),
+                    Some(_) => {}
+                    None => {
+                        by_label.insert_unique(hash, (i, form), |&entry| key(entry).hash());
+                    }
+                }
+            }
+        }
+        MemberIndex {
+            deployment: deployment.clone(),
+            by_name,
+            by_label,
+        }
+    }
+
+    /// The position of the member named `name`.
+    fn by_name(&self, def: &DeploymentDef, name: &str) -> Option<usize> {
+        self.by_name
+            .find(name_hash(name), |&at| def.members[at as usize].name == name)
+            .map(|&at| at as usize)
+    }
+
+    /// The position of the member `label` names.
+    fn by_label(&self, def: &DeploymentDef, label: &Label) -> Option<usize> {
+        let probe = LabelKey::of(label);
+        self.by_label
+            .find(probe.hash(), |&entry| {
+                LabelKey::of_member(&self.deployment, def, entry).matches(probe)
+            })
+            .map(|&(at, _)| at as usize)
+    }
 }
 
 /// The lazily built member index of a `DeploymentDef`. A cache, not data:
@@ -318,7 +473,7 @@ impl Universe {
             if !seen.insert(name.clone()) {
                 continue;
             }
-            let Some(&at) = index.by_name.get(&name) else {
+            let Some(at) = index.by_name(def, &name) else {
                 continue;
             };
             let mut bodies = Vec::new();
@@ -328,7 +483,7 @@ impl Universe {
                 for_each_string(&body.definitions, &mut |text| {
                     if text.contains("${{") {
                         for label in referenced_labels(text, &package.name) {
-                            if let Some(&i) = index.by_label.get(&label) {
+                            if let Some(i) = index.by_label(def, &label) {
                                 todo.push(def.members[i].name.clone());
                             }
                             out.insert(label.package);
@@ -372,7 +527,7 @@ impl Universe {
     ) -> Result<Resolved, Error> {
         let (package, def) = self.deployment_def(deployment)?;
         let index = self.index(deployment, def);
-        if !index.by_name.contains_key(service) {
+        if index.by_name(def, service).is_none() {
             let names = def.members.iter().map(|m| m.name.as_str());
             let err = Error::new(
                 ErrorKind::Label,
@@ -477,32 +632,9 @@ impl Universe {
     /// The member index of `def`, the deployment `label` names (a def only
     /// ever belongs to one label, so the first caller's label is everyone's).
     fn index<'d>(&self, label: &Label, def: &'d DeploymentDef) -> &'d MemberIndex {
-        def.member_index.0.get_or_init(|| {
-            let mut index = MemberIndex::default();
-            for (i, member) in def.members.iter().enumerate() {
-                index.by_name.insert(member.name.clone(), i);
-                match &member.source {
-                    MemberSource::Label { label: l, .. } => {
-                        index.by_label.insert(l.clone(), i);
-                    }
-                    MemberSource::Local(_) => {
-                        index.by_label.insert(
-                            Label::new(
-                                label.package.clone(),
-                                format!("{}/{}", label.name, member.name),
-                            ),
-                            i,
-                        );
-                        // `:name` written in the deployment's own package.
-                        index
-                            .by_label
-                            .entry(Label::new(label.package.clone(), member.name.clone()))
-                            .or_insert(i);
-                    }
-                }
-            }
-            index
-        })
+        def.member_index
+            .0
+            .get_or_init(|| MemberIndex::build(label, def))
     }
 
     fn unknown_label(&self, label: &Label, wanted: Option<LabelKind>) -> Error {
@@ -923,7 +1055,7 @@ impl<'u> Resolver<'u> {
         let (deployment, def, index) = self
             .deployment
             .unwrap_or_else(|| unreachable!("a deployment or a standalone label"));
-        let member = &def.members[index.by_name[service]];
+        let member = &def.members[index.by_name(def, service).expect("a member")];
         match &member.source {
             MemberSource::Label { label, .. } => label.clone(),
             MemberSource::Local(_) => Label::new(
@@ -993,7 +1125,7 @@ impl<'u> Resolver<'u> {
             (Some((label, def, index)), _) => universe.member_bodies(
                 label,
                 def,
-                &def.members[index.by_name[service]],
+                &def.members[index.by_name(def, service).expect("a member")],
                 &mut bodies,
             )?,
             (None, Some(label)) => universe.standalone_bodies(label, &mut bodies)?,
@@ -1277,8 +1409,8 @@ impl<'u> Resolver<'u> {
             .at(locate(pending))
             .help("resolve the service in a deployment that holds both: pass --deployment //package:deployment"));
         };
-        match index.by_label.get(label) {
-            Some(&i) => Ok(def.members[i].name.clone()),
+        match index.by_label(def, label) {
+            Some(i) => Ok(def.members[i].name.clone()),
             None => Err(Error::new(
                 ErrorKind::Reference,
                 format!(
@@ -1302,9 +1434,9 @@ fn dependency_name(
         Some((deployment, def, index)) => {
             let found = if is_label {
                 let label = parse_label(key, Some(package))?;
-                index.by_label.get(&label).copied()
+                index.by_label(def, &label)
             } else {
-                index.by_name.get(key).copied()
+                index.by_name(def, key)
             };
             match found {
                 Some(i) => Ok(def.members[i].name.clone()),

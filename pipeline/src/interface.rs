@@ -70,9 +70,9 @@ fn strip_deployment(deployment: &DeploymentDef) -> DeploymentDef {
                 source: match &member.source {
                     MemberSource::Label { label, overrides } => MemberSource::Label {
                         label: label.clone(),
-                        overrides: overrides.as_ref().map(strip_body),
+                        overrides: overrides.as_deref().map(|body| Box::new(strip_body(body))),
                     },
-                    MemberSource::Local(body) => MemberSource::Local(strip_body(body)),
+                    MemberSource::Local(body) => MemberSource::Local(Box::new(strip_body(body))),
                 },
             })
             .collect(),

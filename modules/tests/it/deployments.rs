@@ -1,6 +1,6 @@
 //! Deployments: member lists and tables, per-deployment definitions,
 //! services that exist only in a deployment.
-use crate::support::{check, universe};
+use crate::support::{check, error, universe};
 
 const FILES: &[(&str, &str)] = &[
     (
@@ -119,4 +119,58 @@ fn resolve_value_errors_still_point_at_the_definition() {
         .resolve_value(&dev, "api", &n2d_modules::LocalEnv)
         .unwrap_err();
     assert_eq!(err.location.as_ref().map(|l| l.line), Some(3));
+}
+
+/// Every label a deployment's member answers to, in references and
+/// `depends_on`: a package's service by its own label, a local service by
+/// `//pkg:deployment/name` and, in the deployment's package, by `:name`.
+#[test]
+fn members_are_found_by_every_label_they_answer_to() {
+    let files: &[(&str, &str)] = &[
+        ("db/n2d.toml", "[services.postgres]\nports.pg = 5432\n"),
+        (
+            "deploy/n2d.toml",
+            r#"
+[deployments.prod]
+services."//db:postgres" = {}
+
+[deployments.prod.services.cache]
+ports.redis = 6379
+
+[deployments.prod.services.queue]
+ports.amqp = 5672
+
+[deployments.prod.services.app]
+env.DB = "${{ //db:postgres.address.pg }}"
+env.CACHE = "${{ :cache.address.redis }}"
+env.QUEUE = "${{ //deploy:prod/queue.address.amqp }}"
+depends_on."//deploy:prod/cache" = "started"
+depends_on.queue = "started"
+depends_on."//db:postgres" = "healthy"
+"#,
+        ),
+    ];
+    assert_eq!(
+        check(files, "//deploy:prod app", "env"),
+        r#"{"CACHE":"localhost:6379","DB":"localhost:5432","QUEUE":"localhost:5672"}"#
+    );
+    assert_eq!(
+        check(files, "//deploy:prod app", "depends_on"),
+        r#"{"cache":"started","postgres":"healthy","queue":"started"}"#
+    );
+    // Labels that name no member: another deployment's path, a package's
+    // service that is not in the deployment, a local name from elsewhere.
+    for wrong in [
+        "//deploy:dev/cache",
+        "//db:mysql",
+        "//db:cache",
+        "//deploy:prod/postgres",
+    ] {
+        let text = files[1].1.replace("//deploy:prod/queue", wrong);
+        let message = error(&[files[0], ("deploy/n2d.toml", &text)], "//deploy:prod app");
+        assert!(
+            message.contains("not a service of the deployment"),
+            "{wrong}: {message}"
+        );
+    }
 }
