@@ -114,10 +114,26 @@ impl Manager for PodmanKube {
     }
     fn down(&self, ctx: &LaunchContext) -> Result<(), ManagerError> {
         for file in resources(self.name(), ctx)? {
-            self.podman(ctx)?
-                .args(["kube", "down"])
-                .arg(file)
-                .run_captured()?;
+            // A container whose process has just exited can still hold its
+            // `/dev/shm` mount for a moment, and podman then fails to remove
+            // it ("device or resource busy"): tried again, it goes.
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match self
+                    .podman(ctx)?
+                    .args(["kube", "down"])
+                    .arg(&file)
+                    .run_captured()
+                {
+                    Err(ManagerError::Failed { stderr_tail, .. })
+                        if attempts < 3 && stderr_tail.contains("device or resource busy") =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                    }
+                    result => break result.map(drop)?,
+                }
+            }
         }
         Ok(())
     }
