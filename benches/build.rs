@@ -6,7 +6,8 @@
 //!
 //! `cargo bench --bench build` (set `N2D_BENCH_PACKAGES=100` for a quick run,
 //! `N2D_BENCH_KEEP=DIR` to keep the workspace in DIR for profiling,
-//! `N2D_BENCH_BIN=path/to/n2d` to measure another build of n2d).
+//! `N2D_BENCH_BIN=path/to/n2d` to measure another build of n2d,
+//! `N2D_BENCH_DIR=DIR` to generate it in DIR rather than the target folder).
 mod monorepo;
 
 use std::path::Path;
@@ -26,7 +27,18 @@ fn main() {
     } else {
         monorepo::Shape::from_env()
     };
-    let tmp = tempfile::tempdir().unwrap();
+    // In the build's target folder, beside the project as a user's
+    // workspace is, rather than in the system's temporary folder, where
+    // every other program creates and deletes files. What creating a file
+    // costs depends on the file system's state (on the project's machines,
+    // 7 to 330 µs: BENCHMARKS.md, session 7), and a cold build creates
+    // 10,000: the harness measures that cost beside the workspace and
+    // prints it with the results. `N2D_BENCH_DIR` puts it elsewhere.
+    let parent = std::env::var_os("N2D_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_TARGET_TMPDIR").into());
+    std::fs::create_dir_all(&parent).unwrap();
+    let tmp = tempfile::tempdir_in(parent).unwrap();
     // `N2D_BENCH_KEEP=DIR` leaves the workspace in DIR, for profiling.
     let kept = std::env::var_os("N2D_BENCH_KEEP").map(std::path::PathBuf::from);
     let root = kept.clone().unwrap_or_else(|| tmp.path().join("ws"));
@@ -49,6 +61,9 @@ fn main() {
     // then at once with 2: the speed-up is the median of the rounds'
     // ratios, so that a slow spell of a shared host weighs on both builds
     // of a round rather than on one side of the comparison.
+    // What creating a file costs here: most of a cold build's
+    // materialize stage, and the part of it that scales worst.
+    let creation = time_file_creation(&tmp.path().join("probe"), if smoke { 10 } else { 2_000 });
     let mut cold_samples: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut set_aside = 0;
     for _ in 0..rounds {
@@ -147,6 +162,11 @@ fn main() {
         ms(one_change),
         ratio(one_change)
     );
+    println!(
+        "file creation beside the workspace: {:.1} µs per file (a cold build creates {})",
+        creation.as_secs_f64() * 1e6,
+        shape.services()
+    );
     println!("no-op ÷ floor: {:.2} (goal ≤ 2)", ratio(noop));
     println!(
         "one change ÷ no-op: {:.2} (goal ≤ 1.5)",
@@ -220,6 +240,18 @@ fn stat_every_input(root: &Path) -> usize {
         .filter(|e| e.file_type().is_file())
         .filter(|e| std::fs::metadata(e.path()).is_ok())
         .count()
+}
+
+/// The median time to create one empty file in a new folder at `dir`,
+/// over `count` files. They are left in place: freed inodes are what the
+/// cold builds would get next, and ext4 without a journal skips recently
+/// freed ones one by one.
+fn time_file_creation(dir: &Path, count: usize) -> Duration {
+    std::fs::create_dir_all(dir).unwrap();
+    let samples = (0..count)
+        .map(|i| time(|| std::fs::File::create(dir.join(format!("f{i}"))).unwrap()))
+        .collect();
+    middle(samples)
 }
 
 fn time<T>(f: impl FnOnce() -> T) -> Duration {
