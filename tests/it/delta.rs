@@ -546,3 +546,44 @@ fn delta_builds_add_and_remove_files_and_follow_edits_of_the_deployments_package
     ws.write("two/n2d.toml", &package("two", "3", ""));
     build("a service of both deployments edited");
 }
+
+/// With more than one job, a full build writes the delta path's snapshot
+/// while it materializes: when materializing fails, the next build must
+/// not take the delta path from that snapshot, and once the cause is gone
+/// it leaves what a clean build leaves.
+#[test]
+fn a_snapshot_written_beside_a_failed_materialization_is_not_used() {
+    let ws = workspace();
+    let with_jobs = |ws: &TestWorkspace| {
+        let mut all = args();
+        all.extend(["--jobs", "2"]);
+        ws.build_json(&all)
+    };
+    assert_eq!(with_jobs(&ws)["ok"], true);
+
+    // A symbolic link where an output was: materialization refuses it.
+    let output = walkdir::WalkDir::new(ws.root.join("n2d-out/deploy/all/json"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|e| e.file_type().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
+        .expect("an output file")
+        .into_path();
+    std::fs::remove_file(&output).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &output).unwrap();
+    ws.write("one/n2d.toml", &package("one", "first", ""));
+    let failed = with_jobs(&ws);
+    assert_eq!(failed["ok"], false, "{failed}");
+    assert_eq!(failed["strategy"], "full", "{failed}");
+
+    std::fs::remove_file(&output).unwrap();
+    ws.write("one/n2d.toml", &package("one", "second", ""));
+    let summary = with_jobs(&ws);
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(summary["strategy"], "full", "{summary}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+    // And the snapshot this build wrote serves the next edit.
+    ws.write("one/n2d.toml", &package("one", "third", ""));
+    let summary = with_jobs(&ws);
+    assert_eq!(summary["strategy"], "delta", "{summary}");
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), clean_build_of(&ws));
+}
