@@ -785,37 +785,7 @@ impl Session {
                 &[dependency],
             );
         }
-        // The snapshot (`delta::record`) reads stages 1 to 3 only: with more
-        // than one job it is written while stage 4 materializes, and
-        // dropped if stage 4 fails; with one job, after it, as everything
-        // else is.
-        let jobs = request.jobs.unwrap_or_else(|| EngineConfig::default().jobs);
-        let record_snapshot = || {
-            crate::delta::record(
-                self,
-                stamp,
-                started_at,
-                crate::delta::PackagesStage {
-                    report: &first,
-                    parses: &parses,
-                    evals: &evals,
-                    interfaces: &interfaces,
-                },
-                &third,
-                &units,
-            )
-        };
-        let beside = jobs > 1 && result.errors.is_empty() && result.summary.failed == 0;
-        let fourth = if beside {
-            rayon::join(|| engine.run_unflushed(graph), record_snapshot).0
-        } else {
-            engine.run_unflushed(graph)
-        };
-        let fourth = fourth.inspect_err(|_| {
-            if beside {
-                crate::delta::forget(stamp);
-            }
-        })?;
+        let fourth = engine.run_unflushed(graph)?;
         crate::trace::phase("stage 4: materialize");
         self.absorb(&fourth, &mut result);
         if in_sync > 0 {
@@ -829,16 +799,27 @@ impl Session {
         }
         result.ok = result.errors.is_empty() && result.summary.failed == 0;
         result.explanations = follow_across_stages(std::mem::take(&mut result.explanations));
-        // The cache is flushed once, for all stages, while the stamp is
-        // written (it does not depend on it: a crash before the flush loses
-        // recent cache entries only). With one job, after.
+        // The cache is flushed once, for all stages, while the snapshot and
+        // the stamp are written (they do not depend on it: a crash before
+        // the flush loses recent cache entries only). With one job, after.
         let cache = self.cache()?.clone();
+        let jobs = request.jobs.unwrap_or_else(|| EngineConfig::default().jobs);
         let flushed = std::thread::scope(|scope| {
             let flush = (jobs > 1).then(|| scope.spawn(|| cache.flush()));
             if result.ok {
-                if !beside {
-                    record_snapshot();
-                }
+                crate::delta::record(
+                    self,
+                    stamp,
+                    started_at,
+                    crate::delta::PackagesStage {
+                        report: &first,
+                        parses: &parses,
+                        evals: &evals,
+                        interfaces: &interfaces,
+                    },
+                    &third,
+                    &units,
+                );
                 crate::stamp::record(
                     stamp,
                     started_at,
@@ -848,8 +829,6 @@ impl Session {
                     &stamped_outputs,
                     &result.summary,
                 );
-            } else if beside {
-                crate::delta::forget(stamp);
             }
             match flush {
                 Some(flush) => flush.join().expect("the flush does not panic"),

@@ -547,12 +547,12 @@ fn delta_builds_add_and_remove_files_and_follow_edits_of_the_deployments_package
     build("a service of both deployments edited");
 }
 
-/// With more than one job, a full build writes the delta path's snapshot
-/// while it materializes: when materializing fails, the next build must
-/// not take the delta path from that snapshot, and once the cause is gone
-/// it leaves what a clean build leaves.
+/// A full build whose materialization fails leaves no snapshot the next
+/// build could take the delta path from; once the cause is gone, the
+/// builds leave what a clean build leaves, and the delta path serves the
+/// edit after.
 #[test]
-fn a_snapshot_written_beside_a_failed_materialization_is_not_used() {
+fn a_failed_materialization_leaves_no_snapshot_to_use() {
     let ws = workspace();
     let with_jobs = |ws: &TestWorkspace| {
         let mut all = args();
