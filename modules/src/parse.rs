@@ -30,6 +30,13 @@ impl Format {
             Format::Nix => "n2d.nix",
         }
     }
+
+    /// The format of a module file named `name`; `None` for any other name.
+    pub fn of_file_name(name: &str) -> Option<Format> {
+        [Format::Toml, Format::Json, Format::Nix]
+            .into_iter()
+            .find(|format| format.file_name() == name)
+    }
 }
 
 /// A parsed module file: its source (for locations) and its value tree.

@@ -198,8 +198,9 @@ fn name_hash(name: &str) -> u64 {
 }
 
 impl MemberIndex {
-    /// As a map would be filled in member order: a later member replaces
-    /// an earlier one under the same name or label, but a local member's
+    /// Member names are unique (`DeploymentDef::members`). Labels are
+    /// entered as a map would be filled in member order: a later member
+    /// replaces an earlier one under the same label, but a local member's
     /// `//pkg:name` never replaces another's label.
     fn build(deployment: &Label, def: &DeploymentDef) -> MemberIndex {
         let mut by_name = HashTable::with_capacity(def.members.len());
@@ -207,17 +208,9 @@ impl MemberIndex {
         let key = |entry: (u32, LabelForm)| LabelKey::of_member(deployment, def, entry);
         for (i, member) in def.members.iter().enumerate() {
             let i = i as u32;
-            let found = by_name.find_mut(name_hash(&member.name), |&at: &u32| {
-                def.members[at as usize].name == member.name
+            by_name.insert_unique(name_hash(&member.name), i, |&at: &u32| {
+                name_hash(&def.members[at as usize].name)
             });
-            match found {
-                Some(at) => *at = i,
-                None => {
-                    by_name.insert_unique(name_hash(&member.name), i, |&at: &u32| {
-                        name_hash(&def.members[at as usize].name)
-                    });
-                }
-            }
             let forms: &[(LabelForm, bool)] = match member.source {
                 MemberSource::Label { .. } => &[(LabelForm::Source, true)],
                 MemberSource::Local(_) => &[(LabelForm::Path, true), (LabelForm::Name, false)],

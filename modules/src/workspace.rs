@@ -173,12 +173,7 @@ impl PackageFile {
             Some((package, name)) => (package, name),
             None => ("", path),
         };
-        let format = match name {
-            "n2d.toml" => Format::Toml,
-            "n2d.json" => Format::Json,
-            "n2d.nix" => Format::Nix,
-            _ => return None,
-        };
+        let format = Format::of_file_name(name)?;
         Some(PackageFile {
             package: package.to_string(),
             path: PathBuf::from(path),
@@ -376,11 +371,8 @@ impl Discovery<'_> {
             if kind != Kind::File {
                 continue;
             }
-            let format = match name.to_str() {
-                Some("n2d.toml") => Format::Toml,
-                Some("n2d.json") => Format::Json,
-                Some("n2d.nix") => Format::Nix,
-                _ => continue,
+            let Some(format) = name.to_str().and_then(Format::of_file_name) else {
+                continue;
             };
             let relative = path.strip_prefix(self.root).unwrap_or(&path).to_path_buf();
             let package = relative.parent().map(package_path).unwrap_or_default();

@@ -1519,27 +1519,9 @@ impl Pack {
         dirty: &BTreeSet<u32>,
         changed_sources: &BTreeSet<&str>,
     ) -> Option<(bool, bool)> {
-        // Asked of every service of the pack: read in place, without the
-        // rest of the service.
-        let Slot::Encoded(range) = &self.services[i] else {
-            let service = self.service(i)?;
-            let source_changed = service.sources.iter().any(|s| changed_sources.contains(s));
-            let reached = service.packages().any(|p| dirty.contains(&p));
-            return Some((source_changed, reached));
-        };
-        let mut input = Reader(&self.bytes[range.clone()]);
-        input.bytes()?; // name
-        input.bytes()?; // label
-        let count = input.count()?;
-        let reached = input
-            .take(count.checked_mul(4)?)?
-            .chunks_exact(4)
-            .any(|b| dirty.contains(&u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
-        let mut source_changed = false;
-        for _ in 0..input.count()? {
-            let source = std::str::from_utf8(input.bytes()?).ok()?;
-            source_changed |= changed_sources.contains(source);
-        }
+        let service = self.service(i)?;
+        let source_changed = service.sources.iter().any(|s| changed_sources.contains(s));
+        let reached = service.packages().any(|p| dirty.contains(&p));
         Some((source_changed, reached))
     }
 
