@@ -16,6 +16,7 @@ pub mod materialize;
 pub mod nix;
 mod pages;
 pub mod plan;
+mod replace;
 mod session;
 mod stamp;
 mod tasks;

@@ -2,8 +2,8 @@
 //! (`n2d-out/<package>/<deployment>/<target>/`).
 //!
 //! Guarantees, each relied on by users or by the engine:
-//! - a file is written to a temporary sibling and renamed over the old one,
-//!   so a reader never sees half a file;
+//! - a file is written to a temporary sibling and exchanged with the old
+//!   one (`replace`), so a reader never sees half a file, nor none;
 //! - a file whose content and mode are unchanged is not rewritten and keeps
 //!   its mtime (tools that watch the folder see no change);
 //! - files that n2d wrote before and no longer produces are removed, and
@@ -683,7 +683,7 @@ fn put_file(
         // a rename keeps the inode and its mtime.
         let meta = out.metadata().map_err(io("inspecting", &tmp))?;
         drop(out);
-        fs::rename(&tmp, &path).map_err(io("renaming into place", &path))?;
+        crate::replace::replace(&tmp, &path).map_err(io("renaming into place", &path))?;
         Ok(meta)
     })();
     if result.is_err() {
@@ -814,11 +814,9 @@ fn write_encoded_manifest(dir: &Path, bytes: Vec<u8>) -> Result<(), MaterializeE
     let path = dir.join(MANIFEST);
     let tmp = dir.join(format!("{MANIFEST}{TMP_MARK}{}", std::process::id()));
     fs::write(&tmp, bytes).map_err(io("writing the manifest", &tmp))?;
-    // Removed first: ext4 starts writing a file back at once when it is
-    // renamed over another (`auto_da_alloc`). A crash in between leaves a
-    // folder without a manifest, which no build finds in sync.
-    let _ = fs::remove_file(&path);
-    fs::rename(&tmp, &path).map_err(io("renaming the manifest into place", &path))
+    // Exchanged, not renamed over (`replace`): the folder always has a
+    // manifest, and ext4 does not start writing it back at once.
+    crate::replace::replace(&tmp, &path).map_err(io("renaming the manifest into place", &path))
 }
 
 /// The manifest's encoding: binary with a checksum (`binary`), as it is

@@ -339,7 +339,7 @@ pub fn record_stats(
     }
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let bytes = encode(&stamp);
-    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_err() {
+    if std::fs::write(&tmp, bytes).is_ok() && crate::replace::replace(&tmp, path).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
 }
@@ -417,7 +417,7 @@ pub(crate) struct PendingStamp {
 impl PendingStamp {
     pub(crate) fn commit(mut self) {
         let tmp = std::mem::take(&mut self.tmp);
-        if std::fs::rename(&tmp, &self.path).is_err() {
+        if crate::replace::replace(&tmp, &self.path).is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
     }

@@ -157,8 +157,19 @@ impl SharedUniverse {
         }
     }
 
+    /// Holds `package` as the package `name` for this build's tasks, which
+    /// then take it for the Eval output they are given under that name (a
+    /// delta build's own file, which is not JSON).
+    pub fn hold(&self, name: String, package: Arc<Package>) {
+        self.packages
+            .lock()
+            .expect("never poisoned")
+            .insert(name, package);
+    }
+
     /// A universe of exactly `names`, whose Eval outputs are `outputs` (the
-    /// task's dependencies, in the same order).
+    /// task's dependencies, in the same order): each decoded once per
+    /// build, or the package held under its name (`hold`).
     pub fn universe_of<'a>(
         &self,
         names: &[String],
