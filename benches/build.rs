@@ -43,13 +43,17 @@ fn main() {
     let kept = std::env::var_os("N2D_BENCH_KEEP").map(std::path::PathBuf::from);
     let root = kept.clone().unwrap_or_else(|| tmp.path().join("ws"));
     monorepo::generate(&root, &shape);
-    // Nine rounds of each: on a shared host a slow spell can take two or
-    // three rounds of five, and the median of nine stands through it.
-    let rounds = if smoke { 1 } else { 9 };
+    // Nine rounds of cold builds: on a shared host a slow spell can take
+    // two or three rounds of five, and the median of nine stands through
+    // it. Thirty-one of the others, which take milliseconds: a round's
+    // one-change ratio moved between 0.9 and 2.6 on this project's hosts,
+    // and the median of nine of them by a tenth from run to run.
+    let (cold_rounds, rounds) = if smoke { (1, 1) } else { (9, 31) };
     println!(
-        "workspace: {} services in {} packages ({} rounds, median)",
+        "workspace: {} services in {} packages (medians of {} rounds of cold builds, {} of the others)",
         shape.services(),
         shape.packages,
+        cold_rounds,
         rounds
     );
 
@@ -66,7 +70,7 @@ fn main() {
     let creation = time_file_creation(&tmp.path().join("probe"), if smoke { 10 } else { 2_000 });
     let mut cold_samples: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut set_aside = 0;
-    for _ in 0..rounds {
+    for _ in 0..cold_rounds {
         for (slot, jobs) in [1, 2].into_iter().enumerate() {
             set_aside += 1;
             move_aside(&root, &tmp.path().join(format!("old-{set_aside}")));
@@ -176,13 +180,9 @@ fn main() {
     );
     println!("no-op ÷ floor: {:.2} (goal ≤ 2)", ratio(noop));
     println!(
-        "one change ÷ no-op: {:.2} (goal ≤ 1.5; the rounds' ratios {})",
+        "one change ÷ no-op: {:.2} (goal ≤ 1.5; the rounds' ratios, least, quartiles, most: {})",
         one_change.as_secs_f64() / noop.as_secs_f64(),
-        change_ratios
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        quartiles(change_ratios)
     );
     println!(
         "cold speed-up 1 → 2 jobs: {:.2} (goal ≥ 1.7; median of the rounds' ratios {})",
@@ -270,6 +270,16 @@ fn time<T>(f: impl FnOnce() -> T) -> Duration {
     let start = Instant::now();
     std::hint::black_box(f());
     start.elapsed()
+}
+
+/// The least, the three quartiles and the most of `samples`.
+fn quartiles(mut samples: Vec<f64>) -> String {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: usize| samples[(samples.len() - 1) * q / 4];
+    (0..=4)
+        .map(|q| format!("{:.2}", at(q)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn median_f64(mut samples: Vec<f64>) -> f64 {
