@@ -823,7 +823,18 @@ impl Session {
         // While the edited files are evaluated, the units they may reach
         // are read: their packs, and the deployment each pack holds.
         crate::trace::phase("delta: snapshot index read");
-        let changed_set: HashSet<u32> = changed_packages.iter().map(|&i| i as u32).collect();
+        // A file touched but not changed (or merely too recent to trust its
+        // stat: a build within 2 s of an edit) is compared by content, as
+        // the engine's key would, before anything is read for it.
+        let mut edited = Vec::with_capacity(changed_packages.len());
+        for &i in &changed_packages {
+            let path = root.join(&self.workspace.packages[i].path);
+            let content = Digest::of(&std::fs::read(&path).ok()?);
+            if content != index.packages[i].content {
+                edited.push((i, path, content));
+            }
+        }
+        let changed_set: HashSet<u32> = edited.iter().map(|&(i, ..)| i as u32).collect();
         let reads: Vec<PackRead> = index
             .units
             .iter()
@@ -850,14 +861,7 @@ impl Session {
             .collect();
         let (evaluated, mut prefetched) = rayon::join(
             || -> Option<()> {
-                for &i in &changed_packages {
-                    // A file touched but not changed (or merely too recent to trust
-                    // its stat) is compared by content, as the engine's key would.
-                    let path = root.join(&self.workspace.packages[i].path);
-                    let content = Digest::of(&std::fs::read(&path).ok()?);
-                    if content == index.packages[i].content {
-                        continue;
-                    }
+                for (i, path, content) in edited {
                     let eval = self.evaluate(i, &mut run)?;
                     // The file must still hold what was hashed: else its Eval output
                     // belongs to no content the snapshot could name.
