@@ -185,10 +185,12 @@ pub fn build_workspace(
             crate::stamp::Check::Unchanged(outputs, inputs, summary) => {
                 return Ok((BuildResult::no_op(outputs, inputs, summary), None));
             }
-            crate::stamp::Check::Changed(changed) => {
-                let folders = changed.stamp.folders.clone().unwrap_or_default();
-                let packages = changed.stamp.packages.clone();
-                if let Some(workspace) = root.clone().assume(&packages, folders) {
+            crate::stamp::Check::Changed(mut changed) => {
+                // Taken, not copied (a thousand names): the workspace holds
+                // them from here on, and the delta path's stamp takes them
+                // from it.
+                let folders = changed.stamp.folders.take().unwrap_or_default();
+                if let Some(workspace) = root.clone().assume(&changed.stamp.packages, folders) {
                     let session = Session::open_locked(workspace, lock)?;
                     let result = session.build_checked(
                         &request,
