@@ -693,7 +693,7 @@ struct UnitRead {
 }
 
 /// What the delta path decided before writing anything.
-struct Prepared {
+pub(crate) struct Prepared {
     index: Index,
     dirty_units: Vec<Dirty>,
     dirty_packages: BTreeSet<u32>,
@@ -742,6 +742,21 @@ impl Session {
             || changed.outputs_hold(),
             || self.delta_prepare(stamp, &changed),
         );
+        self.delta_finish(stamp, changed, started_at_ns, hold, prepared)
+    }
+
+    /// The delta path's writes, once `hold` says whether the outputs still
+    /// hold what the last build wrote (`Changed::outputs_hold`) and
+    /// `prepared` is what `delta_prepare` decided: `None` sends the build
+    /// down the full path.
+    pub(crate) fn delta_finish(
+        &self,
+        stamp: &Path,
+        changed: Changed,
+        started_at_ns: i128,
+        hold: bool,
+        prepared: Option<Prepared>,
+    ) -> Option<BuildResult> {
         if !hold {
             return None;
         }
@@ -751,7 +766,7 @@ impl Session {
 
     /// The delta path up to its first write: which tasks run, and their
     /// outputs. `None` when it does not apply.
-    fn delta_prepare(&self, stamp: &Path, changed: &Changed) -> Option<Prepared> {
+    pub(crate) fn delta_prepare(&self, stamp: &Path, changed: &Changed) -> Option<Prepared> {
         let mut index = read_index(&index_path(stamp))?;
         if index.started_at_ns != changed.stamp.started_at_ns
             || index.packages.len() != self.workspace.packages.len()

@@ -169,7 +169,7 @@ pub fn build_workspace(
     progress: Option<ProgressFn>,
 ) -> Result<(BuildResult, Option<Session>), SessionError> {
     let cache_dir = root.root.join(&root.settings.cache_dir);
-    let lock = WorkspaceLock::acquire(&cache_dir.join("lock"), on_wait)?;
+    let mut lock = WorkspaceLock::acquire(&cache_dir.join("lock"), on_wait)?;
     let mut request = request.clone();
     if !request.is_relative() {
         let started_at = crate::stamp::now_ns();
@@ -190,16 +190,37 @@ pub fn build_workspace(
                 // them from here on, and the delta path's stamp takes them
                 // from it.
                 let folders = changed.stamp.folders.take().unwrap_or_default();
-                if let Some(workspace) = root.clone().assume(&changed.stamp.packages, folders) {
-                    let session = Session::open_locked(workspace, lock)?;
-                    let result = session.build_checked(
-                        &request,
-                        progress,
-                        started_at,
-                        &stamp,
-                        crate::stamp::Check::Changed(changed),
-                    )?;
-                    return Ok((result, Some(session)));
+                // The outputs' stats (most of a no-op's work) start at
+                // once, on the core that opening the session leaves idle,
+                // and go on beside the delta path's reads and tasks.
+                let (hold, opened) = rayon::join(
+                    || changed.outputs_hold(),
+                    || match root.clone().assume(&changed.stamp.packages, folders) {
+                        Some(workspace) => {
+                            let session = Session::open_locked(workspace, lock);
+                            let prepared = session.delta_prepare(&stamp, &changed);
+                            Ok((session, prepared))
+                        }
+                        None => Err(lock),
+                    },
+                );
+                match opened {
+                    Ok((session, prepared)) => {
+                        let result = match session
+                            .delta_finish(&stamp, changed, started_at, hold, prepared)
+                        {
+                            Some(result) => result,
+                            None => session.build_checked(
+                                &request,
+                                progress,
+                                started_at,
+                                &stamp,
+                                crate::stamp::Check::Unknown,
+                            )?,
+                        };
+                        return Ok((result, Some(session)));
+                    }
+                    Err(returned) => lock = returned,
                 }
             }
         }
@@ -209,7 +230,7 @@ pub fn build_workspace(
     if request.is_relative() {
         request.current_package = workspace.package_of(cwd);
     }
-    let session = Session::open_locked(workspace, lock)?;
+    let session = Session::open_locked(workspace, lock);
     let result = session.build(&request, progress)?;
     Ok((result, Some(session)))
 }
@@ -241,20 +262,20 @@ impl Session {
     ) -> Result<Session, SessionError> {
         let cache_dir = workspace.root.join(&workspace.settings.cache_dir);
         let lock = WorkspaceLock::acquire(&cache_dir.join("lock"), on_wait)?;
-        Session::open_locked(workspace, lock)
+        Ok(Session::open_locked(workspace, lock))
     }
 
     /// Opens the workspace's cache with its lock already held.
-    pub fn open_locked(workspace: Workspace, lock: WorkspaceLock) -> Result<Session, SessionError> {
+    pub fn open_locked(workspace: Workspace, lock: WorkspaceLock) -> Session {
         let cache_dir = workspace.root.join(&workspace.settings.cache_dir);
-        Ok(Session {
+        Session {
             workspace,
             cache_dir,
             lock: Mutex::new(Some(lock)),
             cache: OnceLock::new(),
             declared: OnceLock::new(),
             retired: Mutex::new(Vec::new()),
-        })
+        }
     }
 
     /// The rules, the option set and its digest (see [`Declared`]).
