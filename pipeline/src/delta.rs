@@ -68,7 +68,7 @@ use crate::tasks::{
 const INDEX_MAGIC: &[u8; 8] = b"n2ddelta";
 const PACK_MAGIC: &[u8; 8] = b"n2dpack1";
 const OWN_MAGIC: &[u8; 8] = b"n2downf1";
-const FORMAT: u32 = 8;
+const FORMAT: u32 = 9;
 
 /// No file's content has this digest (it is no blake3 output anyone found).
 const UNKNOWN: Digest = Digest([0; 32]);
@@ -109,7 +109,8 @@ struct UnitEntry {
     /// What its pack holds, by digests (`pack_key`): a full build whose
     /// key is the same keeps the pack as it is.
     key: Digest,
-    /// The digest of its pack file.
+    /// Its pack's checksum (the seal: blake3 of the pack's body), which
+    /// stands for the pack as a digest of the whole file would.
     pack: Digest,
     /// The Eval output of the deployment's package its own file was
     /// reduced from (`reduced_eval`), and that file's digest.
@@ -1434,14 +1435,11 @@ fn write_pieces_atomically(path: &Path, pieces: &[Cow<'_, [u8]>]) -> bool {
     false
 }
 
-/// Writes a pack from its pieces (`Pack::pieces`); returns the digest of
-/// the file.
+/// Writes a pack from its pieces (`Pack::pieces`); returns its checksum,
+/// the last piece, as the pack's digest (hashing the whole file again
+/// would only repeat it).
 fn write_pack(path: &Path, pieces: &[Cow<'_, [u8]>]) -> Option<Digest> {
-    let mut digest = blake3::Hasher::new();
-    for piece in pieces {
-        digest.update(piece);
-    }
-    let digest = Digest(*digest.finalize().as_bytes());
+    let digest = Digest(pieces.last()?.as_ref().try_into().ok()?);
     write_pieces_atomically(path, pieces).then_some(digest)
 }
 
@@ -1603,18 +1601,14 @@ struct ServiceRef<'a> {
 }
 
 impl Pack {
-    /// The pack at `path`; with `expected`, only when its digest is that
-    /// (which then stands for its checksum), else when its checksum holds.
+    /// The pack at `path` when its checksum holds, and with `expected`,
+    /// only when that checksum (its digest, `write_pack`) is `expected`.
     fn read(path: &Path, expected: Option<Digest>) -> Option<Pack> {
         let bytes = std::fs::read(path).ok()?;
-        let valid = match expected {
-            Some(digest) => Digest::of(&bytes) == digest,
-            None => checked_body(&bytes).is_some(),
-        };
-        if !valid {
+        let body_len = checked_body(&bytes)?.len();
+        if expected.is_some_and(|digest| bytes[body_len..] != digest.0) {
             return None;
         }
-        let body_len = bytes.len().checked_sub(32)?;
         let mut input = headed(&bytes[..body_len], PACK_MAGIC, FORMAT)?;
         let namespace = input.optional()?;
         let base_layer = input.optional()?;
@@ -1984,7 +1978,9 @@ env.QUEUE = "jobs"
             services: names.iter().map(|n| Slot::Edited(service(n, 1))).collect(),
         };
         let digest = write_pack(&path, &whole.pieces()).unwrap();
-        assert_eq!(Digest::of(&std::fs::read(&path).unwrap()), digest);
+        let written = std::fs::read(&path).unwrap();
+        let body = checked_body(&written).expect("sealed");
+        assert_eq!(written[body.len()..], digest.0, "the digest is the seal");
         assert_eq!(whole.encode(), std::fs::read(&path).unwrap());
 
         // Read in place; the second and the last edited: the others are
@@ -1996,8 +1992,13 @@ env.QUEUE = "jobs"
             read.pieces().len() > 3,
             "unchanged services are copied in runs"
         );
+        let first = digest;
         let digest = write_pack(&path, &read.pieces()).unwrap();
         let again = Pack::read(&path, Some(digest)).expect("the checksum and digest hold");
+        assert!(
+            Pack::read(&path, Some(first)).is_none(),
+            "a pack that is not the one named is not read"
+        );
         let mut expected = whole;
         expected.services[1] = Slot::Edited(service("b", 2));
         expected.services[4] = Slot::Edited(service("e", 3));
