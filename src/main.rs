@@ -34,8 +34,9 @@ use n2d_supervisor::command_line::SUPERVISE_MODE;
 const SUPERVISE_EXECUTABLE: &str = "n2d-supervise";
 
 /// Transparent huge pages off before the first allocation (the runtime's,
-/// before `main`): `n2d build` keeps them off until its full path, every
-/// other command turns them on again first thing (`n2d_pipeline::pages`).
+/// before `main`): `n2d build` keeps them off (and turns them on in the
+/// programs it starts), every other command turns them on again first
+/// thing (`n2d_pipeline::pages`).
 #[used]
 #[link_section = ".init_array"]
 static SMALL_PAGES_BEFORE_MAIN: extern "C" fn() = small_pages_before_main;

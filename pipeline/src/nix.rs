@@ -164,7 +164,7 @@ fn stable_name(root: &Path, path: &Path) -> String {
 }
 
 fn run(command: &mut Command, what: &str) -> Result<String, String> {
-    let output = command
+    let output = crate::pages::allowed_in_child(command)
         .output()
         .map_err(|e| format!("cannot run {what}: {e}\n = help: {HELP_INSTALL}"))?;
     if !output.status.success() {

@@ -389,7 +389,6 @@ impl Session {
             crate::stamp::Check::Unknown => {}
         }
         crate::stamp::forget(stamp);
-        crate::pages::allow_huge_pages();
         let mut engine = Engine::new(
             self.cache()?.clone(),
             EngineConfig {
