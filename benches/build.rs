@@ -70,6 +70,7 @@ fn main() {
     // materialize stage, and the part of it that scales worst.
     let creation = time_file_creation(&tmp.path().join("probe"), if smoke { 10 } else { 2_000 });
     let mut cold_samples: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let mut cold_phases: [Vec<Vec<Phase>>; 2] = [Vec::new(), Vec::new()];
     let mut set_aside = 0;
     for round in 0..cold_rounds {
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
@@ -83,12 +84,20 @@ fn main() {
             // before the clock starts.
             // SAFETY: sync(2) takes no arguments and cannot fail.
             unsafe { libc::sync() };
-            let (elapsed, summary) = build(&root, jobs);
+            // The page cache would grow by those 160 MB a build, 4.8 GB in
+            // a run, into memory this machine kind's host has taken back
+            // and faults in again at 16–36 µs a page (BENCHMARKS.md,
+            // session 9). Written back, the set-aside trees' pages are
+            // dropped, as a deletion would, and each build starts from
+            // the same state.
+            evict_page_cache(&tmp.path().join(format!("old-{set_aside}")));
+            let (elapsed, summary, phases) = build_traced(&root, jobs);
             assert!(
                 summary["ok"].as_bool().unwrap(),
                 "cold build failed: {summary}"
             );
             cold_samples[slot].push(elapsed);
+            cold_phases[slot].push(phases);
         }
     }
     let speed_ups: Vec<f64> = cold_samples[0]
@@ -187,6 +196,7 @@ fn main() {
         creation.as_secs_f64() * 1e6,
         shape.services()
     );
+    print_phases(&cold_phases);
     println!("no-op ÷ floor: {:.2} (goal ≤ 2)", ratio(noop));
     println!(
         "one change ÷ no-op: {:.2} (goal ≤ 1.5; the rounds' ratios, least, quartiles, most: {})",
@@ -205,8 +215,29 @@ fn main() {
 }
 
 fn build(root: &Path, jobs: usize) -> (Duration, serde_json::Value) {
+    let (elapsed, summary, _) = run_build(root, jobs, false);
+    (elapsed, summary)
+}
+
+/// A build with `N2D_TRACE` on, and the phases it printed.
+fn build_traced(root: &Path, jobs: usize) -> (Duration, serde_json::Value, Vec<Phase>) {
+    run_build(root, jobs, true)
+}
+
+/// One phase of a traced build: its name, wall and CPU time.
+struct Phase {
+    name: String,
+    wall_ms: f64,
+    cpu_ms: f64,
+}
+
+fn run_build(root: &Path, jobs: usize, traced: bool) -> (Duration, serde_json::Value, Vec<Phase>) {
+    let mut command = Command::new(n2d_binary());
+    if traced {
+        command.env("N2D_TRACE", "1");
+    }
     let start = Instant::now();
-    let out = Command::new(n2d_binary())
+    let out = command
         .current_dir(root)
         .args([
             "build",
@@ -233,7 +264,97 @@ fn build(root: &Path, jobs: usize) -> (Duration, serde_json::Value) {
     (
         elapsed,
         serde_json::from_str(last).expect("the summary is JSON"),
+        phases(&String::from_utf8_lossy(&out.stderr)),
     )
+}
+
+/// The phases of `N2D_TRACE`'s lines (`trace: <phase> <wall> ms cpu <cpu>
+/// ms faults <n>`, times since tracing began), each as its own share.
+fn phases(stderr: &str) -> Vec<Phase> {
+    let (mut wall_before, mut cpu_before) = (0.0, 0.0);
+    let mut phases = Vec::new();
+    for line in stderr.lines() {
+        let Some(rest) = line.strip_prefix("trace: ") else {
+            continue;
+        };
+        let words: Vec<&str> = rest.split(' ').collect();
+        let Some(at) = words.iter().rposition(|w| *w == "cpu") else {
+            continue;
+        };
+        let (Some(wall), Some(cpu)) = (
+            words
+                .get(at.wrapping_sub(2))
+                .and_then(|w| w.parse::<f64>().ok()),
+            words.get(at + 1).and_then(|w| w.parse::<f64>().ok()),
+        ) else {
+            continue;
+        };
+        phases.push(Phase {
+            name: words[..at - 2].join(" "),
+            wall_ms: wall - wall_before,
+            cpu_ms: cpu - cpu_before,
+        });
+        (wall_before, cpu_before) = (wall, cpu);
+    }
+    phases
+}
+
+/// Prints the median of each phase over the rounds of 1-job and 2-job
+/// cold builds, so that a slow build shows where it was slow. Phases are
+/// matched by name; a build that traced no phases prints nothing.
+fn print_phases(rounds: &[Vec<Vec<Phase>>; 2]) {
+    let Some(names) = rounds[0]
+        .first()
+        .map(|p| p.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
+    else {
+        return;
+    };
+    if names.is_empty() {
+        return;
+    }
+    let median_of = |slot: usize, name: &str, cpu: bool| {
+        median_f64(
+            rounds[slot]
+                .iter()
+                .filter_map(|phases| phases.iter().find(|p| p.name == name))
+                .map(|p| if cpu { p.cpu_ms } else { p.wall_ms })
+                .collect(),
+        )
+    };
+    println!(
+        "{:<40} {:>9} {:>9} {:>6} {:>12}",
+        "cold build phase (medians)", "1 job ms", "2 jobs ms", "ratio", "2-job CPU ms"
+    );
+    for name in &names {
+        let (one, two) = (median_of(0, name, false), median_of(1, name, false));
+        println!(
+            "{:<40} {:>9.1} {:>9.1} {:>6.2} {:>12.1}",
+            name,
+            one,
+            two,
+            if two > 0.0 { one / two } else { 0.0 },
+            median_of(1, name, true)
+        );
+    }
+}
+
+/// Drops the page cache of every file under `dir` (written back: the
+/// caller synced), as deleting them would, without ext4's slow creation
+/// after a deletion (see `move_aside`).
+fn evict_page_cache(dir: &Path) {
+    use std::os::unix::io::AsRawFd;
+    for entry in walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        if let Ok(file) = std::fs::File::open(entry.path()) {
+            // SAFETY: an advice on a file descriptor open for the call.
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        }
+    }
 }
 
 /// The n2d measured: this build's, or `N2D_BENCH_BIN` (another build of
