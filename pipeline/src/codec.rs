@@ -130,6 +130,21 @@ pub fn rendered_parts(bytes: &[u8]) -> Result<RenderedParts<'_>, DecodeError> {
     Ok(RenderedParts { files, fragment })
 }
 
+/// The warnings of what [`encode_rendered`] wrote, without decoding its
+/// files or its fragment (a full build collects them from every render).
+pub fn rendered_warnings(bytes: &[u8]) -> Result<Vec<String>, DecodeError> {
+    let mut reader = Reader { bytes, at: 0 };
+    reader.artifact_slices()?;
+    reader.bytes()?;
+    let count = reader.u32()?;
+    let mut warnings = Vec::new();
+    for _ in 0..count {
+        warnings.push(String::from_utf8(reader.bytes()?.to_vec()).map_err(|_| DecodeError)?);
+    }
+    reader.end()?;
+    Ok(warnings)
+}
+
 /// The bytes are not an encoding of this module: a bug, since the cache
 /// verifies every blob it serves.
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +252,8 @@ mod tests {
             }
             prop_assert_eq!(serde_json::from_slice::<serde_json::Value>(parts.fragment).unwrap(), rendered.fragment.clone());
             prop_assert!(rendered_parts(&bytes[..bytes.len() - 1]).is_err());
+            prop_assert_eq!(rendered_warnings(&bytes).unwrap(), rendered.warnings.clone());
+            prop_assert!(rendered_warnings(&bytes[..bytes.len() - 1]).is_err());
             prop_assert_eq!(decode_rendered(&bytes).unwrap(), rendered);
             prop_assert!(decode_rendered(&bytes[..bytes.len() - 1]).is_err());
         }

@@ -1066,10 +1066,9 @@ impl Session {
                     shells: BTreeMap::new(),
                 };
                 let rendered = run(&render, &[resolve], None)?;
-                if let Ok(decoded) = crate::codec::decode_rendered(&rendered) {
+                if let Ok(found) = crate::codec::rendered_warnings(&rendered) {
                     warnings.extend(
-                        decoded
-                            .warnings
+                        found
                             .into_iter()
                             .map(|warning| format!("{}: {warning}", render.identity)),
                     );

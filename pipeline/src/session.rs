@@ -750,17 +750,24 @@ impl Session {
         let third = engine.run_unflushed(graph)?;
         crate::trace::phase("stage 3: resolve, render, assemble");
         self.absorb(&third, &mut result);
-        for id in third.executed().filter(|&id| third.kind(id) == "render") {
-            if let Ok(bytes) = third.output(id) {
-                if let Ok(rendered) = crate::codec::decode_rendered(&bytes) {
-                    for warning in rendered.warnings {
-                        result
-                            .warnings
-                            .push(format!("{}: {warning}", third.identity(id)));
-                    }
-                }
-            }
-        }
+        let renders: Vec<TaskId> = third
+            .executed()
+            .filter(|&id| third.kind(id) == "render")
+            .collect();
+        let warnings: Vec<Vec<String>> = renders
+            .par_iter()
+            .map(|&id| {
+                third
+                    .output(id)
+                    .ok()
+                    .and_then(|bytes| crate::codec::rendered_warnings(&bytes).ok())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|warning| format!("{}: {warning}", third.identity(id)))
+                    .collect()
+            })
+            .collect();
+        result.warnings.extend(warnings.into_iter().flatten());
 
         // Stage 4: materialize what is out of sync. A folder is named by
         // the digest of its files (`codec::tree_digest`), which the delta

@@ -505,3 +505,26 @@ fn a_no_op_build_does_not_open_the_database_and_sees_every_edit() {
         .read("n2d-out/app/solo/json/services/c.json")
         .contains("edited"));
 }
+
+#[test]
+fn a_full_build_prints_each_render_warning_with_its_task() {
+    let ws = three_services();
+    let text = ws
+        .read("app/n2d.toml")
+        .replace("ports.http = 8001", "ports.http = 8001\nrestart = \"no\"");
+    ws.write("app/n2d.toml", &text);
+    let out = ws.n2d(&["build", "//app:dev", "--target", "k8s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: render //app:a in //app:dev (k8s): k8s: service `a`: restart = \"no\": Deployments and StatefulSets always restart their containers"
+        ],
+        "{stderr}"
+    );
+}
