@@ -487,6 +487,7 @@ impl Session {
         } else {
             request.patterns.clone()
         };
+        let made_plan = Arc::new(Mutex::new(None));
         let plan_id = graph.add(
             PlanTask {
                 packages: interfaces.keys().cloned().collect(),
@@ -504,6 +505,7 @@ impl Session {
                 },
                 options_digest: self.declared().digest.clone(),
                 universe: universe.clone(),
+                made: made_plan.clone(),
             },
             &imported,
         );
@@ -513,10 +515,19 @@ impl Session {
         if !result.errors.is_empty() {
             return Ok(self.flushed(result));
         }
-        let plan: Plan = match second
-            .output(plan_id)
-            .map(|bytes| serde_json::from_slice(&bytes))
-        {
+        // The plan as the task made it, if it ran (its output encodes
+        // exactly that); else as the cache holds it.
+        let made = match second.outcome(plan_id).status {
+            Status::Executed(_) => made_plan.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            _ => None,
+        };
+        let decoded = match made {
+            Some(plan) => Ok(Ok(plan)),
+            None => second
+                .output(plan_id)
+                .map(|bytes| serde_json::from_slice(&bytes)),
+        };
+        let plan: Plan = match decoded {
             Ok(Ok(plan)) => plan,
             Ok(Err(e)) => {
                 result.errors.push(format!(

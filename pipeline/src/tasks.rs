@@ -232,6 +232,10 @@ pub struct PlanTask {
     pub request: PlanRequest,
     pub options_digest: String,
     pub universe: Arc<SharedUniverse>,
+    /// The plan this task made, when it ran in this process: the build
+    /// takes it rather than decoding the output again (16 ms of a
+    /// 10,000-service cold build, on one thread between stages).
+    pub made: Arc<std::sync::Mutex<Option<crate::plan::Plan>>>,
 }
 
 impl Task for PlanTask {
@@ -271,7 +275,11 @@ impl Task for PlanTask {
             &self.universe.settings,
         );
         match make_plan(&universe, &self.request) {
-            Ok(plan) => Ok(serde_json::to_vec(&plan)?),
+            Ok(plan) => {
+                let bytes = serde_json::to_vec(&plan)?;
+                *self.made.lock().unwrap_or_else(|e| e.into_inner()) = Some(plan);
+                Ok(bytes)
+            }
             // Interfaces have no text or spans: plan over the full packages
             // for a message that points into the file.
             Err(error) => Err(match make_plan(self.universe.get()?, &self.request) {

@@ -528,3 +528,20 @@ fn a_full_build_prints_each_render_warning_with_its_task() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_full_build_over_a_cached_plan_gives_the_same_output() {
+    let ws = three_services();
+    let first = ws.build_json(&["//..."]);
+    assert_eq!(counts(&first, "plan"), (1, 0), "{first}");
+    let expected = snapshot(&ws.root.join("n2d-out"));
+    std::fs::remove_dir_all(ws.root.join("n2d-out")).unwrap();
+    let after = ws.build_json(&["//..."]);
+    assert_eq!(after["ok"], true, "{after}");
+    assert_eq!(
+        counts(&after, "plan"),
+        (0, 1),
+        "the plan comes from the cache: {after}"
+    );
+    assert_eq!(snapshot(&ws.root.join("n2d-out")), expected);
+}
