@@ -91,7 +91,7 @@ fn main() {
             // dropped, as a deletion would, and each build starts from
             // the same state.
             evict_page_cache(&tmp.path().join(format!("old-{set_aside}")));
-            let (elapsed, summary, phases) = build_traced(&root, jobs);
+            let (elapsed, summary, phases) = run_build(&root, jobs, true);
             assert!(
                 summary["ok"].as_bool().unwrap(),
                 "cold build failed: {summary}"
@@ -219,11 +219,6 @@ fn build(root: &Path, jobs: usize) -> (Duration, serde_json::Value) {
     (elapsed, summary)
 }
 
-/// A build with `N2D_TRACE` on, and the phases it printed.
-fn build_traced(root: &Path, jobs: usize) -> (Duration, serde_json::Value, Vec<Phase>) {
-    run_build(root, jobs, true)
-}
-
 /// One phase of a traced build: its name, wall and CPU time.
 struct Phase {
     name: String,
@@ -231,6 +226,7 @@ struct Phase {
     cpu_ms: f64,
 }
 
+/// A build; `traced`: with `N2D_TRACE` on, and the phases it printed.
 fn run_build(root: &Path, jobs: usize, traced: bool) -> (Duration, serde_json::Value, Vec<Phase>) {
     let mut command = Command::new(n2d_binary());
     if traced {

@@ -109,40 +109,34 @@ pub fn assembled_tree(bytes: &[u8]) -> Result<Vec<TreeEntry>, DecodeError> {
 /// One file borrowed from an encoding: (path, mode, content).
 pub type FileSlice<'a> = (&'a str, u32, &'a [u8]);
 
-/// A Render output's files and fragment, borrowed from its encoding.
+/// A Render output's files, fragment and warnings, borrowed from its
+/// encoding.
 pub struct RenderedParts<'a> {
     /// In the render's order.
     pub files: Vec<FileSlice<'a>>,
     /// The fragment, as JSON.
     pub fragment: &'a [u8],
+    pub warnings: Vec<&'a str>,
 }
 
-/// Splits what [`encode_rendered`] wrote, without copying.
+/// Splits what [`encode_rendered`] wrote, without copying: what a full
+/// build reads of every render (its warnings) costs no decoding of the
+/// files or the fragment.
 pub fn rendered_parts(bytes: &[u8]) -> Result<RenderedParts<'_>, DecodeError> {
     let mut reader = Reader { bytes, at: 0 };
     let files = reader.artifact_slices()?;
     let fragment = reader.bytes()?;
     let count = reader.u32()?;
-    for _ in 0..count {
-        reader.bytes()?;
-    }
-    reader.end()?;
-    Ok(RenderedParts { files, fragment })
-}
-
-/// The warnings of what [`encode_rendered`] wrote, without decoding its
-/// files or its fragment (a full build collects them from every render).
-pub fn rendered_warnings(bytes: &[u8]) -> Result<Vec<String>, DecodeError> {
-    let mut reader = Reader { bytes, at: 0 };
-    reader.artifact_slices()?;
-    reader.bytes()?;
-    let count = reader.u32()?;
     let mut warnings = Vec::new();
     for _ in 0..count {
-        warnings.push(String::from_utf8(reader.bytes()?.to_vec()).map_err(|_| DecodeError)?);
+        warnings.push(std::str::from_utf8(reader.bytes()?).map_err(|_| DecodeError)?);
     }
     reader.end()?;
-    Ok(warnings)
+    Ok(RenderedParts {
+        files,
+        fragment,
+        warnings,
+    })
 }
 
 /// The bytes are not an encoding of this module: a bug, since the cache
@@ -252,8 +246,7 @@ mod tests {
             }
             prop_assert_eq!(serde_json::from_slice::<serde_json::Value>(parts.fragment).unwrap(), rendered.fragment.clone());
             prop_assert!(rendered_parts(&bytes[..bytes.len() - 1]).is_err());
-            prop_assert_eq!(rendered_warnings(&bytes).unwrap(), rendered.warnings.clone());
-            prop_assert!(rendered_warnings(&bytes[..bytes.len() - 1]).is_err());
+            prop_assert_eq!(&parts.warnings, &rendered.warnings);
             prop_assert_eq!(decode_rendered(&bytes).unwrap(), rendered);
             prop_assert!(decode_rendered(&bytes[..bytes.len() - 1]).is_err());
         }

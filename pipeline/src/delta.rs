@@ -1066,16 +1066,15 @@ impl Session {
                     shells: BTreeMap::new(),
                 };
                 let rendered = run(&render, &[resolve], None)?;
-                if let Ok(found) = crate::codec::rendered_warnings(&rendered) {
-                    warnings.extend(
-                        found
-                            .into_iter()
-                            .map(|warning| format!("{}: {warning}", render.identity)),
-                    );
-                }
+                let parts = rendered_parts(&rendered).ok()?;
+                warnings.extend(
+                    parts
+                        .warnings
+                        .iter()
+                        .map(|warning| format!("{}: {warning}", render.identity)),
+                );
                 let digest = Digest::of(&rendered);
                 if digest != service.render {
-                    let parts = rendered_parts(&rendered).ok()?;
                     service.render = digest;
                     old_paths.extend(service.files.iter().map(|e| e.path.clone()));
                     service.files = entries_of(&parts.files);

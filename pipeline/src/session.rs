@@ -517,10 +517,7 @@ impl Session {
         }
         // The plan as the task made it, if it ran (its output encodes
         // exactly that); else as the cache holds it.
-        let made = match second.outcome(plan_id).status {
-            Status::Executed(_) => made_plan.lock().unwrap_or_else(|e| e.into_inner()).take(),
-            _ => None,
-        };
+        let made = made_plan.lock().unwrap_or_else(|e| e.into_inner()).take();
         let decoded = match made {
             Some(plan) => Ok(Ok(plan)),
             None => second
@@ -768,14 +765,18 @@ impl Session {
         let warnings: Vec<Vec<String>> = renders
             .par_iter()
             .map(|&id| {
-                third
-                    .output(id)
-                    .ok()
-                    .and_then(|bytes| crate::codec::rendered_warnings(&bytes).ok())
+                let Ok(bytes) = third.output(id) else {
+                    return Vec::new();
+                };
+                crate::codec::rendered_parts(&bytes)
+                    .map(|parts| {
+                        parts
+                            .warnings
+                            .iter()
+                            .map(|warning| format!("{}: {warning}", third.identity(id)))
+                            .collect()
+                    })
                     .unwrap_or_default()
-                    .into_iter()
-                    .map(|warning| format!("{}: {warning}", third.identity(id)))
-                    .collect()
             })
             .collect();
         result.warnings.extend(warnings.into_iter().flatten());

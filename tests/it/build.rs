@@ -545,3 +545,25 @@ fn a_full_build_over_a_cached_plan_gives_the_same_output() {
     );
     assert_eq!(snapshot(&ws.root.join("n2d-out")), expected);
 }
+
+#[test]
+fn a_delta_build_prints_the_warning_of_the_render_it_runs() {
+    let ws = three_services();
+    let first = ws.n2d(&["build", "//app:dev", "--target", "k8s"]);
+    assert!(first.status.success());
+    let text = ws
+        .read("app/n2d.toml")
+        .replace("ports.http = 8001", "ports.http = 8001\nrestart = \"no\"");
+    ws.write("app/n2d.toml", &text);
+    let out = ws.n2d(&["build", "//app:dev", "--target", "k8s", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["strategy"], "delta", "{summary}");
+    assert!(
+        stderr.lines().any(|l| l
+            == "warning: render //app:a in //app:dev (k8s): k8s: service `a`: restart = \"no\": Deployments and StatefulSets always restart their containers"),
+        "{stderr}"
+    );
+}
