@@ -10,6 +10,15 @@
 //! database's cost and what kept a cold build from scaling (BENCHMARKS.md).
 //! An append is a copy into a buffer.
 //!
+//! Each blob is stored as an entry: a codec byte, then for LZ4 the
+//! uncompressed length (`u32`, little-endian) and the LZ4 block, else the
+//! bytes as they are ([`encode_entry`]). Compressed, a cold build's 90 MB
+//! of outputs (JSON, mostly) take a third of that: what a build writes into
+//! the page cache is the part of its time that varies most on a machine
+//! whose fresh memory is dear (BENCHMARKS.md, session 10), and the cache
+//! takes a third of the disk. Compressing happens before the writer lock
+//! is taken, so threads compress in parallel.
+//!
 //! Invariants:
 //! - the index is the truth: a pack holds bytes, nothing in a pack is read
 //!   but through a location, and every read is verified against its digest
@@ -30,13 +39,30 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use crate::CacheError;
 
-const MAGIC: &[u8; 8] = b"n2dpack1";
+/// `n2dpack2`: entries with a codec byte (`n2dpack1` held bare bytes; such
+/// packs are foreign now, their blobs misses).
+const MAGIC: &[u8; 8] = b"n2dpack2";
+/// Entry codecs.
+const STORED: u8 = 0;
+const LZ4: u8 = 1;
+/// Blobs shorter than this are stored as they are: too small to gain.
+const MIN_COMPRESSED: usize = 64;
+/// Blobs up to this size are compressed in a buffer kept by the thread.
+const SCRATCH_LIMIT: usize = 4 << 20;
 /// Magic, database id, and room for later use.
 pub(crate) const HEADER_LEN: u64 = 32;
 /// A pack at least this large is not appended to by a new session.
 const PACK_LIMIT: u64 = 256 << 20;
 /// Buffered bytes are written once a chunk holds this much.
 const CHUNK: usize = 4 << 20;
+/// A chunk buffer's capacity: a chunk and the blob that fills it, so that
+/// a buffer is not moved while it fills (blobs are smaller than a chunk
+/// but for rare ones).
+const BUFFER: usize = 2 * CHUNK;
+/// Written chunks' buffers kept for the next chunks: a buffer is used
+/// again rather than freed and allocated anew, whose fresh pages cost a
+/// fault each (a cold build appends 90 MB).
+const SPARE_BUFFERS: usize = 2;
 const FILE_PREFIX: &str = "pack-";
 
 /// Where a blob's bytes are.
@@ -68,9 +94,59 @@ pub fn read_located(cache_dir: &Path, at: &BlobRef, digest: &crate::Digest) -> O
             .join(format!("{FILE_PREFIX}{:08}", at.pack)),
     )
     .ok()?;
-    let mut bytes = vec![0; usize::try_from(at.len).ok()?];
-    file.read_exact_at(&mut bytes, at.offset).ok()?;
+    let mut entry = vec![0; usize::try_from(at.len).ok()?];
+    file.read_exact_at(&mut entry, at.offset).ok()?;
+    let bytes = decode_entry(entry);
     (crate::Digest::of(&bytes) == *digest).then_some(bytes)
+}
+
+/// Encodes `bytes` as a pack entry and hands it to `write`.
+fn encode_entry<R>(bytes: &[u8], write: impl FnOnce(&[u8]) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if bytes.len() > SCRATCH_LIMIT {
+        return write(entry_in(&mut Vec::new(), bytes));
+    }
+    SCRATCH.with(|scratch| write(entry_in(&mut scratch.borrow_mut(), bytes)))
+}
+
+/// Lays out the entry of `bytes` at the start of `buffer` (grown as needed,
+/// never shrunk: a buffer used again is not zeroed again): compressed with
+/// LZ4 when that makes it smaller.
+fn entry_in<'a>(buffer: &'a mut Vec<u8>, bytes: &[u8]) -> &'a [u8] {
+    let room = 5 + lz4_flex::block::get_maximum_output_size(bytes.len());
+    if buffer.len() < room {
+        buffer.resize(room, 0);
+    }
+    if let (true, Ok(len)) = (bytes.len() >= MIN_COMPRESSED, u32::try_from(bytes.len())) {
+        if let Ok(written) = lz4_flex::block::compress_into(bytes, &mut buffer[5..room]) {
+            if 5 + written < 1 + bytes.len() {
+                buffer[0] = LZ4;
+                buffer[1..5].copy_from_slice(&len.to_le_bytes());
+                return &buffer[..5 + written];
+            }
+        }
+    }
+    buffer[0] = STORED;
+    buffer[1..1 + bytes.len()].copy_from_slice(bytes);
+    &buffer[..1 + bytes.len()]
+}
+
+/// The blob of a pack entry. An entry that does not decode is returned as
+/// it is, so that the caller's digest check finds it damaged.
+fn decode_entry(entry: Vec<u8>) -> Vec<u8> {
+    match entry.first() {
+        Some(&STORED) => entry[1..].to_vec(),
+        Some(&LZ4) if entry.len() >= 5 => {
+            let len = u32::from_le_bytes(entry[1..5].try_into().expect("four bytes")) as usize;
+            match lz4_flex::block::decompress(&entry[5..], len) {
+                Ok(bytes) if bytes.len() == len => bytes,
+                _ => entry,
+            }
+        }
+        _ => entry,
+    }
 }
 
 /// The pack files of one database.
@@ -94,6 +170,8 @@ struct Writer {
     /// The highest pack this session stopped appending to (full, or sealed
     /// by gc): never appended to again, even while its size on disk lags.
     retired: u32,
+    /// Empty buffers of written chunks, for the next ones.
+    spare: Vec<Vec<u8>>,
 }
 
 struct Current {
@@ -127,13 +205,21 @@ impl Packs {
         &self.dir
     }
 
-    /// Appends `bytes`, returning where they will be.
+    /// Appends `bytes` as an entry, returning where it will be.
     pub(crate) fn append(&self, bytes: &[u8]) -> Result<Location, CacheError> {
+        encode_entry(bytes, |entry| self.append_entry(entry))
+    }
+
+    fn append_entry(&self, bytes: &[u8]) -> Result<Location, CacheError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         if writer.current.is_none() {
             writer.current = Some(self.open_for_append(writer.retired)?);
         }
-        let current = writer.current.as_mut().expect("opened above");
+        let Writer { current, spare, .. } = &mut *writer;
+        let current = current.as_mut().expect("opened above");
+        if current.buffer.capacity() == 0 {
+            current.buffer = spare.pop().unwrap_or_else(|| Vec::with_capacity(BUFFER));
+        }
         let location = Location {
             pack: current.id,
             offset: current.end,
@@ -153,24 +239,30 @@ impl Packs {
         writer.in_flight.push(chunk.clone());
         drop(writer);
         let result = write_chunk(&file, &chunk, &self.dir);
-        self.finish_chunk(&chunk);
+        self.finish_chunk(chunk);
         result.map(|()| location)
     }
 
-    /// Reads the bytes at `location`; `None` when they cannot be read (a
-    /// missing, foreign or short pack). Not verified: the caller hashes.
+    /// Reads the blob of the entry at `location`; `None` when it cannot be
+    /// read (a missing, foreign or short pack). Not verified: the caller
+    /// hashes.
     pub(crate) fn read(&self, location: &Location) -> Option<Vec<u8>> {
         let len = usize::try_from(location.len).ok()?;
-        {
-            let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(bytes) = writer.buffered(location) {
-                return Some(bytes);
+        let buffered = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .buffered(location);
+        let entry = match buffered {
+            Some(entry) => entry,
+            None => {
+                let file = self.reader(location.pack)?;
+                let mut entry = vec![0; len];
+                file.read_exact_at(&mut entry, location.offset).ok()?;
+                entry
             }
-        }
-        let file = self.reader(location.pack)?;
-        let mut bytes = vec![0; len];
-        file.read_exact_at(&mut bytes, location.offset).ok()?;
-        Some(bytes)
+        };
+        Some(decode_entry(entry))
     }
 
     /// Whether the pack of `location` can be read at all (not whether the
@@ -200,7 +292,7 @@ impl Packs {
                 writer.in_flight.push(chunk.clone());
                 drop(writer);
                 result = write_chunk(&file, &chunk, &self.dir);
-                self.finish_chunk(&chunk);
+                self.finish_chunk(chunk);
                 writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
             }
         }
@@ -271,11 +363,20 @@ impl Packs {
         self.dir.join(format!("{FILE_PREFIX}{id:08}"))
     }
 
-    fn finish_chunk(&self, chunk: &Chunk) {
+    /// Marks `chunk` written, and keeps its buffer for a later chunk.
+    fn finish_chunk(&self, chunk: Chunk) {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         writer
             .in_flight
             .retain(|c| !(c.pack == chunk.pack && c.start == chunk.start));
+        // The in-flight copy is gone and readers copy out under the lock:
+        // this is the last reference.
+        if let Ok(mut buffer) = Arc::try_unwrap(chunk.bytes) {
+            if writer.spare.len() < SPARE_BUFFERS && buffer.capacity() <= BUFFER {
+                buffer.clear();
+                writer.spare.push(buffer);
+            }
+        }
         self.written.notify_all();
     }
 

@@ -109,10 +109,13 @@ impl Cache {
             }
         };
         let (db_id, created) = database_id(&trees.meta, dir)?;
-        if created {
-            // Packs of a database that is gone (deleted, set aside) hold
-            // nothing this one can reach.
+        if created || trees.outdated {
+            // Packs of a database that is gone (deleted, set aside) or
+            // outdated hold nothing this one can reach.
             packs::remove_all(&dir.join("packs"))?;
+        }
+        if trees.outdated {
+            heads::remove(&dir.join("heads"))?;
         }
         let loaded = heads::load(&dir.join("heads"), &db_id).unwrap_or_default();
         Ok(Cache {
@@ -610,6 +613,8 @@ pub(crate) fn db(action: &'static str) -> impl Fn(sled::Error) -> CacheError {
 }
 
 struct Trees {
+    /// The database was of an older format: its blob records were dropped.
+    outdated: bool,
     db: sled::Db,
     cas: sled::Tree,
     actions: sled::Tree,
@@ -694,8 +699,22 @@ fn open_trees_once(path: &Path) -> Result<Trees, OpenProblem> {
         if db.tree_names().iter().any(|name| name.as_ref() == b"cas") {
             db.drop_tree("cas")?;
         }
+        // Databases of n2d before compressed pack entries indexed their
+        // blobs in `cas_index`: the records that lead to blobs start over,
+        // as in a new database (the caller removes the packs and the head
+        // index too).
+        let outdated = db
+            .tree_names()
+            .iter()
+            .any(|name| name.as_ref() == b"cas_index");
+        if outdated {
+            for name in ["cas_index", "actions", "identities", "access"] {
+                db.drop_tree(name)?;
+            }
+        }
         Ok(Trees {
-            cas: db.open_tree("cas_index")?,
+            outdated,
+            cas: db.open_tree("cas_entries")?,
             actions: db.open_tree("actions")?,
             identities: db.open_tree("identities")?,
             file_states: db.open_tree("file_states")?,

@@ -17,7 +17,7 @@ fn identity(key: &[u8], output: Digest) -> IdentityRecord {
 fn stats_count_entries_and_bytes_per_tree() {
     let dir = tempfile::tempdir().unwrap();
     let cache = super::open(dir.path());
-    let output = cache.put_blob(&[7; 100]).unwrap();
+    let output = cache.put_blob(&super::packs::content(7, 100)).unwrap();
     cache
         .put_action(
             &Digest::of(b"k"),
@@ -29,7 +29,9 @@ fn stats_count_entries_and_bytes_per_tree() {
         .unwrap();
     let stats = cache.stats().unwrap();
     assert_eq!(stats.tree("cas").unwrap().entries, 1);
-    assert_eq!(stats.tree("cas").unwrap().bytes, 32 + 100);
+    // The key, and the blob as stored: a codec byte, then the bytes (they
+    // do not compress).
+    assert_eq!(stats.tree("cas").unwrap().bytes, 32 + 1 + 100);
     assert_eq!(stats.tree("actions").unwrap().entries, 1);
     assert_eq!(stats.tree("identities").unwrap().entries, 0);
 }
@@ -38,8 +40,8 @@ fn stats_count_entries_and_bytes_per_tree() {
 fn gc_evicts_least_recently_used_first_with_their_records() {
     let dir = tempfile::tempdir().unwrap();
     let cache = super::open(dir.path());
-    let old = cache.put_blob(&[1; 100]).unwrap();
-    let new = cache.put_blob(&[2; 100]).unwrap();
+    let old = cache.put_blob(&super::packs::content(1, 100)).unwrap();
+    let new = cache.put_blob(&super::packs::content(2, 100)).unwrap();
     cache
         .put_action(
             &Digest::of(b"old"),
@@ -75,11 +77,12 @@ fn gc_evicts_least_recently_used_first_with_their_records() {
     {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    cache.put_blob(&[2; 100]).unwrap();
+    cache.put_blob(&super::packs::content(2, 100)).unwrap();
 
+    // Sizes as stored: 101 bytes each.
     let report = cache.gc(150).unwrap();
     assert_eq!(report.removed_blobs, 1);
-    assert_eq!(report.kept_bytes, 100);
+    assert_eq!(report.kept_bytes, 101);
     assert_eq!(report.removed_records, 2);
     assert!(!cache.has_blob(&old).unwrap());
     assert!(cache.has_blob(&new).unwrap());

@@ -1,7 +1,7 @@
 //! The bytes of CAS entries live in pack files: what is buffered reads back
-//! before it is written, sessions append to one pack, a missing, truncated
-//! or garbled pack is a miss (reported once) and never served, and gc gives
-//! back the space of what it evicted.
+//! before it is written, sessions append to one pack, compressible blobs
+//! take less room, a missing, truncated or garbled pack is a miss (reported
+//! once) and never served, and gc gives back the space of what it evicted.
 use std::path::{Path, PathBuf};
 
 use n2d_cache::Digest;
@@ -21,11 +21,62 @@ fn packs_size(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Distinct contents of `len` bytes.
-fn content(seed: u32, len: usize) -> Vec<u8> {
-    let mut bytes = seed.to_le_bytes().repeat(len / 4 + 1);
+/// Distinct contents of `len` bytes that do not compress.
+pub(crate) fn content(seed: u32, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0; len];
+    blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut bytes);
+    bytes
+}
+
+/// Distinct contents of `len` bytes that compress well (text, as build
+/// outputs are).
+fn compressible(seed: u32, len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len + 64);
+    let mut line = 0;
+    while bytes.len() < len {
+        bytes.extend_from_slice(
+            format!("{{\"service\": \"s{seed}\", \"line\": {line}}}\n").as_bytes(),
+        );
+        line += 1;
+    }
     bytes.truncate(len);
     bytes
+}
+
+#[test]
+fn compressible_blobs_take_less_room_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = super::open(dir.path());
+    let mut put = Vec::new();
+    // Around a chunk's worth, and one blob too large for a thread's buffer.
+    for i in 0..500u32 {
+        let bytes = compressible(i, 10_000 + i as usize);
+        put.push((cache.put_blob(&bytes).unwrap(), bytes));
+    }
+    let large = compressible(1_000, 5 << 20);
+    put.push((cache.put_blob(&large).unwrap(), large));
+    for (digest, bytes) in &put {
+        assert_eq!(cache.get_blob(digest).unwrap().as_ref(), Some(bytes));
+    }
+    cache.flush().unwrap();
+    let total: usize = put.iter().map(|(_, bytes)| bytes.len()).sum();
+    let on_disk = packs_size(dir.path()) as usize;
+    assert!(on_disk * 4 < total, "{on_disk} bytes on disk for {total}");
+    drop(cache);
+    let cache = super::open(dir.path());
+    for (digest, bytes) in &put {
+        assert_eq!(cache.get_blob(digest).unwrap().as_ref(), Some(bytes));
+        // As the delta path reads them, without the database.
+        let at = cache.blob_ref(digest).unwrap().expect("stored");
+        assert_eq!(
+            n2d_cache::read_located(dir.path(), &at, digest).as_ref(),
+            Some(bytes)
+        );
+    }
+    assert!(cache.take_notices().is_empty());
 }
 
 #[test]
@@ -109,6 +160,10 @@ fn a_cache_dropped_without_a_flush_keeps_what_it_buffered() {
 
 /// A stored set of blobs, flushed, and the cache closed.
 fn stored(dir: &Path) -> Vec<(Digest, Vec<u8>)> {
+    stored_with(dir, content)
+}
+
+fn stored_with(dir: &Path, content: fn(u32, usize) -> Vec<u8>) -> Vec<(Digest, Vec<u8>)> {
     let cache = super::open(dir);
     let put: Vec<(Digest, Vec<u8>)> = (0..20u32)
         .map(|i| {
@@ -166,21 +221,26 @@ fn a_truncated_pack_serves_what_is_left_and_drops_the_rest() {
 
 #[test]
 fn a_garbled_pack_is_never_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let put = stored(dir.path());
-    let pack = &packs(dir.path())[0];
-    let mut bytes = std::fs::read(pack).unwrap();
-    // Past the header: one byte in every blob.
-    for at in (40..bytes.len()).step_by(1000) {
-        bytes[at] ^= 0x5a;
+    for (content, stride) in [
+        (content as fn(u32, usize) -> Vec<u8>, 1000),
+        (compressible, 7),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let put = stored_with(dir.path(), content);
+        let pack = &packs(dir.path())[0];
+        let mut bytes = std::fs::read(pack).unwrap();
+        // Past the header: one byte in every blob, stored or compressed.
+        for at in (40..bytes.len()).step_by(stride) {
+            bytes[at] ^= 0x5a;
+        }
+        std::fs::write(pack, bytes).unwrap();
+        let cache = super::open(dir.path());
+        for (digest, _) in &put {
+            assert_eq!(cache.get_blob(digest).unwrap(), None);
+            assert!(!cache.has_blob(digest).unwrap(), "dropped");
+        }
+        assert_eq!(cache.take_notices().len(), put.len(), "one per blob");
     }
-    std::fs::write(pack, bytes).unwrap();
-    let cache = super::open(dir.path());
-    for (digest, _) in &put {
-        assert_eq!(cache.get_blob(digest).unwrap(), None);
-        assert!(!cache.has_blob(digest).unwrap(), "dropped");
-    }
-    assert_eq!(cache.take_notices().len(), put.len(), "one per blob");
 }
 
 #[test]
@@ -227,8 +287,10 @@ fn gc_gives_back_the_space_of_evicted_blobs() {
     let before = packs_size(dir.path());
     assert!(before >= 4_000_000, "{before}");
 
-    let report = cache.gc(1_000_000).unwrap();
-    assert_eq!(report.kept_bytes, 1_000_000);
+    // Ten blobs as stored: a codec byte and the bytes (they do not
+    // compress).
+    let report = cache.gc(1_000_010).unwrap();
+    assert_eq!(report.kept_bytes, 1_000_010);
     assert!(report.compacted_bytes >= 2_900_000, "{report:?}");
     let after = packs_size(dir.path());
     assert!(after < 1_100_000, "{after} bytes of packs left");

@@ -99,3 +99,58 @@ fn reopening_at_once_in_the_same_process_keeps_the_cache() {
         cache.flush().unwrap();
     }
 }
+
+#[test]
+fn a_database_of_the_format_before_compressed_packs_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = n2d_cache::IdentityRecord {
+        key: n2d_cache::Digest::of(b"key"),
+        output: n2d_cache::Digest::of(b"output"),
+        touched_secs: 0,
+        version: 1,
+        values: vec![],
+        files: vec![],
+        dependencies: vec![],
+    };
+    {
+        let cache = super::open(dir.path());
+        let output = cache.put_blob(b"output").unwrap();
+        cache
+            .put_action(
+                &record.key,
+                &n2d_cache::ActionRecord {
+                    output,
+                    output_len: 6,
+                },
+            )
+            .unwrap();
+        cache.put_identity("task", &record).unwrap();
+        cache.flush().unwrap();
+    }
+    assert!(dir.path().join("heads").exists());
+    // What the older format had: its blob index under `cas_index`.
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        db.open_tree("cas_index")
+            .unwrap()
+            .insert(record.output.0, &[1u8; 8][..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let cache = super::open(dir.path());
+    assert_eq!(cache.identity_head("task").unwrap(), None);
+    assert_eq!(cache.identity_record("task").unwrap(), None);
+    assert_eq!(cache.action(&record.key).unwrap(), None);
+    assert_eq!(cache.get_blob(&record.output).unwrap(), None);
+    assert!(!dir.path().join("heads").exists());
+    assert!(files_under(&dir.path().join("packs")).is_empty());
+    // And it works as a new one.
+    let output = cache.put_blob(b"again").unwrap();
+    cache.flush().unwrap();
+    drop(cache);
+    let cache = super::open(dir.path());
+    assert_eq!(
+        cache.get_blob(&output).unwrap().as_deref(),
+        Some(&b"again"[..])
+    );
+}
