@@ -145,6 +145,14 @@ impl Engine {
                 .iter()
                 .map(|node| AtomicUsize::new(node.dependencies.len()))
                 .collect(),
+            unfinished_dependants: state
+                .nodes
+                .iter()
+                .map(|node| {
+                    let frees = matches!(&node.work, Work::Run(task) if task.frees_output());
+                    AtomicUsize::new(if frees { node.dependants.len() } else { 0 })
+                })
+                .collect(),
             stopped: AtomicBool::new(false),
             cache_problem_reported: AtomicBool::new(false),
         };
@@ -181,6 +189,10 @@ struct Run<'e> {
     state: &'e RunState,
     /// Unfinished dependency edges per task; ready at zero.
     pending: Vec<AtomicUsize>,
+    /// Per task whose output is freed after use ([`Task::frees_output`]),
+    /// its dependency edges to dependants that have not finished; zero for
+    /// the other tasks.
+    unfinished_dependants: Vec<AtomicUsize>,
     /// Set by the first failure; with [`OnFailure::Stop`] no task starts after.
     stopped: AtomicBool,
     cache_problem_reported: AtomicBool,
@@ -201,6 +213,7 @@ impl<'e> Run<'e> {
             // The outcome is set before dependants are released: the
             // AcqRel decrement publishes it to whoever processes them.
             let _ = self.state.outcomes[id.index()].set(outcome);
+            self.release_dependencies(id);
             for &dependant in &self.state.nodes[id.index()].dependants {
                 if self.pending[dependant.index()].fetch_sub(1, Ordering::AcqRel) == 1 {
                     if next.is_none() {
@@ -209,6 +222,21 @@ impl<'e> Run<'e> {
                         scope.spawn(move |scope| self.process_chain(scope, dependant));
                     }
                 }
+            }
+        }
+    }
+
+    /// Frees the outputs that `id`, now finished, was the last dependant to
+    /// need (a dependant holds its own reference while it runs).
+    fn release_dependencies(&self, id: TaskId) {
+        for &dependency in &self.state.nodes[id.index()].dependencies {
+            let unfinished = &self.unfinished_dependants[dependency.index()];
+            if unfinished.load(Ordering::Relaxed) > 0
+                && unfinished.fetch_sub(1, Ordering::AcqRel) == 1
+            {
+                *self.state.outputs[dependency.index()]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
             }
         }
     }

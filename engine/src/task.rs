@@ -49,6 +49,15 @@ pub trait Task: Send + Sync + 'static {
         Caching::Cached
     }
 
+    /// Whether the run may free this task's output from memory once every
+    /// dependant in its graph has finished: for outputs that only their
+    /// dependants read, so that a large build's memory is used again
+    /// rather than grown. A report asked for a freed output reads it from
+    /// the cache. By default an output stays in memory with the report.
+    fn frees_output(&self) -> bool {
+        false
+    }
+
     /// Computes the output. Reads its dependencies' outputs and its declared
     /// files from `context`, nothing else.
     fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError>;

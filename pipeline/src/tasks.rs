@@ -44,6 +44,10 @@ impl Task for ParseTask {
     fn identity(&self) -> &str {
         &self.identity
     }
+    fn frees_output(&self) -> bool {
+        // Read by its Eval only.
+        true
+    }
     fn inputs(&self, inputs: &mut Inputs) {
         inputs.file(self.file.clone(), self.path.clone());
         inputs.value("format", format!("{:?}", self.format).as_bytes());
@@ -314,6 +318,10 @@ impl Task for ResolveTask {
     }
     fn identity(&self) -> &str {
         &self.identity
+    }
+    fn frees_output(&self) -> bool {
+        // Read by its Renders only.
+        true
     }
     fn inputs(&self, inputs: &mut Inputs) {
         inputs.value("deployment", self.deployment.to_string().as_bytes());

@@ -7,6 +7,7 @@ mod gc;
 mod graph_errors;
 mod incremental;
 mod keys;
+mod memory;
 mod parallel;
 mod random_dags;
 mod staged;

@@ -23,6 +23,7 @@ pub struct Toy {
     pub values: Vec<(String, Vec<u8>)>,
     pub files: Vec<(String, PathBuf)>,
     pub caching: Caching,
+    pub frees_output: bool,
     pub behaviour: Option<Behaviour>,
     pub log: Log,
 }
@@ -36,9 +37,21 @@ impl Toy {
             values: Vec::new(),
             files: Vec::new(),
             caching: Caching::Cached,
+            frees_output: false,
             behaviour: None,
             log: log.clone(),
         }
+    }
+
+    pub fn caching(mut self, caching: Caching) -> Toy {
+        self.caching = caching;
+        self
+    }
+
+    /// Lets the run free its output once its dependants are done.
+    pub fn frees_output(mut self) -> Toy {
+        self.frees_output = true;
+        self
     }
 
     pub fn kind(mut self, kind: &'static str) -> Toy {
@@ -93,6 +106,10 @@ impl Task for Toy {
 
     fn caching(&self) -> Caching {
         self.caching
+    }
+
+    fn frees_output(&self) -> bool {
+        self.frees_output
     }
 
     fn run(&self, context: &RunContext<'_>) -> Result<Vec<u8>, RunError> {
