@@ -39,7 +39,7 @@ pub use lock::WorkspaceLock;
 pub use maintenance::{GcReport, Stats, TreeStats, VerifyReport};
 pub use packs::{read_located, BlobRef};
 pub use record::{ActionRecord, FileState, IdentityHead, IdentityRecord, InputDigest};
-pub use store::Cache;
+pub use store::{Cache, IdentityLookup};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -59,6 +59,13 @@ pub struct Cache {
     _lock: WorkspaceLock,
 }
 
+/// What [`Cache::identity_lookup`] found: the head, and the record as
+/// read from the database when the head index did not hold it.
+pub struct IdentityLookup {
+    pub head: Option<IdentityHead>,
+    read: Option<Option<sled::IVec>>,
+}
+
 impl Cache {
     /// Opens the cache in `dir` (created if missing), first taking the
     /// workspace lock `<dir>/lock`; when another process holds it, calls
@@ -256,6 +263,14 @@ impl Cache {
     /// The start of the identity record of a task: its last key and output.
     /// Does not check that the output blob exists.
     pub fn identity_head(&self, identity: &str) -> Result<Option<IdentityHead>, CacheError> {
+        Ok(self.identity_lookup(identity)?.head)
+    }
+
+    /// The head of a task's identity record, as [`Cache::identity_head`]
+    /// gives it, keeping the whole record when it had to be read from the
+    /// database: a task that then runs explains why from it
+    /// ([`Cache::identity_record_after`]) without reading it again.
+    pub fn identity_lookup(&self, identity: &str) -> Result<IdentityLookup, CacheError> {
         let key = identity_key(identity);
         if let Some(head) = self
             .heads
@@ -263,17 +278,25 @@ impl Cache {
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
         {
-            return Ok(Some(*head));
+            return Ok(IdentityLookup {
+                head: Some(*head),
+                read: None,
+            });
         }
         let bytes = self
             .identities
             .get(key)
             .map_err(db("read the identity table"))?;
-        let head = bytes.and_then(|bytes| record::decode_identity_head(&bytes));
+        let head = bytes
+            .as_ref()
+            .and_then(|bytes| record::decode_identity_head(bytes));
         if let Some(head) = head {
             self.set_head(key, head);
         }
-        Ok(head)
+        Ok(IdentityLookup {
+            head,
+            read: Some(bytes),
+        })
     }
 
     /// The whole identity record of a task, for explaining why it ran.
@@ -283,6 +306,22 @@ impl Cache {
             .get(identity_key(identity))
             .map_err(db("read the identity table"))?;
         Ok(bytes.and_then(|bytes| record::decode_identity(&bytes)))
+    }
+
+    /// [`Cache::identity_record`], from what `lookup` read if it read it
+    /// (nothing has written the record since, in a build: a task's
+    /// identity is unique in its graph).
+    pub fn identity_record_after(
+        &self,
+        identity: &str,
+        lookup: &IdentityLookup,
+    ) -> Result<Option<IdentityRecord>, CacheError> {
+        match &lookup.read {
+            Some(bytes) => Ok(bytes
+                .as_ref()
+                .and_then(|bytes| record::decode_identity(bytes))),
+            None => self.identity_record(identity),
+        }
     }
 
     /// Stores the identity record of a task; its `touched_secs` is set to now.

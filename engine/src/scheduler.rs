@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use n2d_cache::{ActionRecord, Cache, CacheError, Digest};
+use n2d_cache::{ActionRecord, Cache, CacheError, Digest, IdentityLookup};
 
 use crate::explain::{self, CurrentInputs};
 use crate::files;
@@ -380,8 +380,10 @@ impl<'e> Run<'e> {
         };
 
         let caching = task.caching();
+        // What the lookup read of the identity record, for the reason.
+        let mut looked_up = None;
         if caching == Caching::Cached && unstable.is_none() {
-            if let Some(output) = self.lookup(identity, &key, || {
+            let lookup = self.lookup(identity, &key, || {
                 let dependencies = named_dependencies();
                 explain::record(
                     &CurrentInputs {
@@ -393,13 +395,17 @@ impl<'e> Run<'e> {
                     },
                     Digest([0; 32]),
                 )
-            }) {
-                return TaskResult {
-                    status: Status::Cached,
-                    output: Some(output),
-                    key: Some(key),
-                    files: file_hashes,
-                };
+            });
+            match lookup {
+                Ok(output) => {
+                    return TaskResult {
+                        status: Status::Cached,
+                        output: Some(output),
+                        key: Some(key),
+                        files: file_hashes,
+                    }
+                }
+                Err(lookup) => looked_up = lookup,
             }
         }
 
@@ -415,7 +421,11 @@ impl<'e> Run<'e> {
             (Caching::AlwaysRun, _) => Reason::AlwaysRuns,
             (Caching::Cached, Some(file)) => Reason::UnstableInput { file: file.clone() },
             (Caching::Cached, None) => {
-                let previous = cache.identity_record(identity).unwrap_or_else(|error| {
+                let previous = match &looked_up {
+                    Some(lookup) => cache.identity_record_after(identity, lookup),
+                    None => cache.identity_record(identity),
+                }
+                .unwrap_or_else(|error| {
                     self.cache_problem(&error);
                     None
                 });
@@ -499,25 +509,31 @@ impl<'e> Run<'e> {
 
     /// The cached output for `key`: by the identity's last key first (one
     /// lookup, the no-op path), else by the action cache, in which case the
-    /// identity record is pointed at it for the next build.
+    /// identity record is pointed at it for the next build. On a miss, what
+    /// was read of the identity record (`None` if reading failed).
     fn lookup(
         &self,
         identity: &str,
         key: &Digest,
         record: impl FnOnce() -> n2d_cache::IdentityRecord,
-    ) -> Option<Digest> {
+    ) -> Result<Digest, Option<IdentityLookup>> {
         let cache = &*self.state.cache;
         // No blob-existence check here: records never outlive their blobs
         // (gc and verify delete both), and a blob lost anyway (a crash, outside
         // damage) is rebuilt when its bytes are needed (`load_output`).
-        match cache.identity_head(identity) {
-            Ok(Some(head)) if head.key == *key => {
-                cache.note_use(identity, &head);
-                return Some(head.output);
+        let looked_up = match cache.identity_lookup(identity) {
+            Ok(lookup) => {
+                if let Some(head) = lookup.head.filter(|head| head.key == *key) {
+                    cache.note_use(identity, &head);
+                    return Ok(head.output);
+                }
+                Some(lookup)
             }
-            Ok(_) => {}
-            Err(error) => self.cache_problem(&error),
-        }
+            Err(error) => {
+                self.cache_problem(&error);
+                None
+            }
+        };
         match cache.action(key) {
             Ok(Some(action)) => {
                 let identity_record = n2d_cache::IdentityRecord {
@@ -528,12 +544,12 @@ impl<'e> Run<'e> {
                     self.cache_problem(&error);
                 }
                 cache.note_blob_use(&action.output);
-                Some(action.output)
+                Ok(action.output)
             }
-            Ok(None) => None,
+            Ok(None) => Err(looked_up),
             Err(error) => {
                 self.cache_problem(&error);
-                None
+                Err(looked_up)
             }
         }
     }

@@ -65,6 +65,51 @@ fn identity_records_keep_what_explain_needs() {
 }
 
 #[test]
+fn an_identity_lookup_keeps_the_record_it_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = IdentityRecord {
+        key: Digest::of(b"key"),
+        output: Digest::of(b"out"),
+        touched_secs: 0,
+        version: 1,
+        values: vec![InputDigest {
+            name: "service".into(),
+            digest: Digest::of(b"s"),
+        }],
+        files: vec![],
+        dependencies: vec![],
+    };
+    {
+        let cache = super::open(dir.path());
+        cache.put_identity("task", &record).unwrap();
+        cache.flush().unwrap();
+    }
+    // Without the head index, the lookup reads the database, once.
+    std::fs::remove_file(dir.path().join("heads")).unwrap();
+    let cache = super::open(dir.path());
+    let lookup = cache.identity_lookup("task").unwrap();
+    assert_eq!(lookup.head.map(|h| h.key), Some(record.key));
+    let read = cache
+        .identity_record_after("task", &lookup)
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.values, record.values);
+    assert_eq!(Some(read), cache.identity_record("task").unwrap());
+    // The head is indexed now: a second lookup leaves the record to a read.
+    let lookup = cache.identity_lookup("task").unwrap();
+    assert_eq!(
+        cache.identity_record_after("task", &lookup).unwrap(),
+        cache.identity_record("task").unwrap()
+    );
+    let missing = cache.identity_lookup("other").unwrap();
+    assert_eq!(missing.head, None);
+    assert_eq!(
+        cache.identity_record_after("other", &missing).unwrap(),
+        None
+    );
+}
+
+#[test]
 fn file_states_and_launch_records_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let cache = super::open(dir.path());
