@@ -10,7 +10,7 @@ use n2d_rules::{Artifact, Rendered};
 
 /// Encodes a rendered service.
 pub fn encode_rendered(rendered: &Rendered) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(artifacts_len(&rendered.artifacts) + 256);
     encode_artifacts_into(&rendered.artifacts, &mut out);
     let fragment = serde_json::to_vec(&rendered.fragment).expect("a JSON value always serializes");
     put_bytes(&mut out, &fragment);
@@ -41,8 +41,9 @@ pub fn decode_rendered(bytes: &[u8]) -> Result<Rendered, DecodeError> {
 
 /// Encodes a list of artifacts.
 pub fn encode_artifacts(artifacts: &[Artifact]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(artifacts_len(artifacts));
     encode_artifacts_into(artifacts, &mut out);
+    debug_assert_eq!(out.len(), artifacts_len(artifacts));
     out
 }
 
@@ -145,6 +146,16 @@ pub fn rendered_parts(bytes: &[u8]) -> Result<RenderedParts<'_>, DecodeError> {
 #[error("a cached output is not in the expected encoding (please report this bug)")]
 pub struct DecodeError;
 
+/// The length of `artifacts` encoded: an output is laid out in one
+/// allocation, not grown by doubling (an Assemble's 1.5 MB was 3 MB of
+/// fresh memory and as many copies).
+fn artifacts_len(artifacts: &[Artifact]) -> usize {
+    4 + artifacts
+        .iter()
+        .map(|a| 8 + a.path.len() + 4 + 8 + a.bytes.len())
+        .sum::<usize>()
+}
+
 fn encode_artifacts_into(artifacts: &[Artifact], out: &mut Vec<u8>) {
     put_u32(out, artifacts.len() as u32);
     for artifact in artifacts {
@@ -236,6 +247,11 @@ mod tests {
                 fragment: serde_json::json!({ "x": fragment }),
                 warnings,
             };
+            // Laid out in one allocation of the length computed first.
+            let assembled = encode_artifacts(&rendered.artifacts);
+            prop_assert_eq!(assembled.len(), artifacts_len(&rendered.artifacts));
+            prop_assert_eq!(assembled.capacity(), assembled.len());
+            prop_assert_eq!(decode_artifacts(&assembled).unwrap(), rendered.artifacts.clone());
             let bytes = encode_rendered(&rendered);
             let parts = rendered_parts(&bytes).unwrap();
             prop_assert_eq!(parts.files.len(), rendered.artifacts.len());
