@@ -6,7 +6,7 @@
 //! made again, which the log shows.
 use n2d_engine::{Caching, Graph};
 
-use crate::support::World;
+use crate::support::{Toy, World};
 
 fn runs(world: &World, name: &str) -> usize {
     world
@@ -47,26 +47,28 @@ fn every_dependant_reads_an_output_freed_after_the_last_one() {
     assert_eq!(runs(&world, "source"), 2);
 }
 
-#[test]
-fn an_output_not_freed_stays_with_the_report() {
-    let world = World::new();
+/// Runs `source` and a task reading it, asks the report for the source's
+/// output afterwards, and says how many times the source ran.
+fn runs_when_read_after(world: &World, source: Toy) -> usize {
     let engine = world.engine(2, n2d_engine::OnFailure::Stop);
     let mut graph = Graph::new();
-    let source = graph.add(world.toy("source").caching(Caching::AlwaysRun), &[]);
+    let source = graph.add(source, &[]);
     graph.add(world.toy("reader"), &[source]);
     let report = engine.run(graph).unwrap();
     assert_eq!(&*report.output(source).unwrap(), b"source[]()");
-    assert_eq!(runs(&world, "source"), 1);
+    runs(world, "source")
+}
+
+#[test]
+fn an_output_not_freed_stays_with_the_report() {
+    let world = World::new();
+    let source = world.toy("source").caching(Caching::AlwaysRun);
+    assert_eq!(runs_when_read_after(&world, source), 1);
 }
 
 #[test]
 fn a_freed_output_kept_by_the_cache_is_read_from_it() {
     let world = World::new();
-    let engine = world.engine(2, n2d_engine::OnFailure::Stop);
-    let mut graph = Graph::new();
-    let source = graph.add(world.toy("source").frees_output(), &[]);
-    graph.add(world.toy("reader"), &[source]);
-    let report = engine.run(graph).unwrap();
-    assert_eq!(&*report.output(source).unwrap(), b"source[]()");
-    assert_eq!(runs(&world, "source"), 1);
+    let source = world.toy("source").frees_output();
+    assert_eq!(runs_when_read_after(&world, source), 1);
 }
