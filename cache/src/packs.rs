@@ -135,11 +135,19 @@ fn entry_in<'a>(buffer: &'a mut Vec<u8>, bytes: &[u8]) -> &'a [u8] {
 
 /// The blob of a pack entry. An entry that does not decode is returned as
 /// it is, so that the caller's digest check finds it damaged.
-fn decode_entry(entry: Vec<u8>) -> Vec<u8> {
+fn decode_entry(mut entry: Vec<u8>) -> Vec<u8> {
     match entry.first() {
-        Some(&STORED) => entry[1..].to_vec(),
+        Some(&STORED) => {
+            entry.remove(0);
+            entry
+        }
         Some(&LZ4) if entry.len() >= 5 => {
             let len = u32::from_le_bytes(entry[1..5].try_into().expect("four bytes")) as usize;
+            // LZ4 expands a byte to at most 255: a larger length is damage,
+            // and is not allocated.
+            if len > (entry.len() - 5).saturating_mul(255) {
+                return entry;
+            }
             match lz4_flex::block::decompress(&entry[5..], len) {
                 Ok(bytes) if bytes.len() == len => bytes,
                 _ => entry,
