@@ -12,8 +12,14 @@ use crate::{depends, exec_probe, stamps, Target};
 fn healthy_dependant_starts_only_after_the_exec_probe_passes() {
     let mut target = Target::new();
     // `a` becomes ready only after a while; its probe checks for the file.
+    // The stamp is written aside and renamed into place: `> a.ready`
+    // would create the file (and pass the probe) before `date` read the
+    // clock, and `b` could start in between.
     target
-        .service("a", "sleep 0.4; date +%s%N > a.ready; exec sleep 1000")
+        .service(
+            "a",
+            "sleep 0.4; date +%s%N > a.stamp; mv a.stamp a.ready; exec sleep 1000",
+        )
         .readiness = exec_probe(&["test", "-f", "a.ready"]);
     let b = target.service(
         "b",
