@@ -314,9 +314,9 @@ impl Cache {
     pub fn identity_record_after(
         &self,
         identity: &str,
-        lookup: &IdentityLookup,
+        lookup: Option<&IdentityLookup>,
     ) -> Result<Option<IdentityRecord>, CacheError> {
-        match &lookup.read {
+        match lookup.and_then(|lookup| lookup.read.as_ref()) {
             Some(bytes) => Ok(bytes
                 .as_ref()
                 .and_then(|bytes| record::decode_identity(bytes))),
@@ -733,21 +733,23 @@ fn open_trees_once(path: &Path) -> Result<Trees, OpenProblem> {
     let opened = std::panic::catch_unwind(|| -> sled::Result<Trees> {
         // No periodic flush: the build flushes once at its end.
         let db = sled::Config::new().path(path).flush_every_ms(None).open()?;
-        // Databases of n2d before packs kept blob bytes in a tree named
-        // `cas`: their records become misses, and the bytes go.
-        if db.tree_names().iter().any(|name| name.as_ref() == b"cas") {
-            db.drop_tree("cas")?;
-        }
-        // Databases of n2d before compressed pack entries indexed their
-        // blobs in `cas_index`: the records that lead to blobs start over,
-        // as in a new database (the caller removes the packs and the head
-        // index too).
-        let outdated = db
-            .tree_names()
-            .iter()
-            .any(|name| name.as_ref() == b"cas_index");
+        // A database of an earlier format keeps its blob index in a tree
+        // of another name: `cas` (blob bytes in sled, before packs) or
+        // `cas_index` (before compressed pack entries). Its records that
+        // lead to blobs start over, as in a new database (the caller
+        // removes the packs and the head index too).
+        const EARLIER_INDEXES: [&[u8]; 2] = [b"cas", b"cas_index"];
+        let names = db.tree_names();
+        let earlier: Vec<&[u8]> = EARLIER_INDEXES
+            .into_iter()
+            .filter(|index| names.iter().any(|name| name.as_ref() == *index))
+            .collect();
+        let outdated = !earlier.is_empty();
         if outdated {
-            for name in ["cas_index", "actions", "identities", "access"] {
+            for index in earlier {
+                db.drop_tree(index)?;
+            }
+            for name in ["actions", "identities", "access"] {
                 db.drop_tree(name)?;
             }
         }

@@ -421,14 +421,12 @@ impl<'e> Run<'e> {
             (Caching::AlwaysRun, _) => Reason::AlwaysRuns,
             (Caching::Cached, Some(file)) => Reason::UnstableInput { file: file.clone() },
             (Caching::Cached, None) => {
-                let previous = match &looked_up {
-                    Some(lookup) => cache.identity_record_after(identity, lookup),
-                    None => cache.identity_record(identity),
-                }
-                .unwrap_or_else(|error| {
-                    self.cache_problem(&error);
-                    None
-                });
+                let previous = cache
+                    .identity_record_after(identity, looked_up.as_ref())
+                    .unwrap_or_else(|error| {
+                        self.cache_problem(&error);
+                        None
+                    });
                 explain::reason(previous.as_ref(), &current)
             }
         };

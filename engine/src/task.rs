@@ -53,7 +53,8 @@ pub trait Task: Send + Sync + 'static {
     /// dependant in its graph has finished: for outputs that only their
     /// dependants read, so that a large build's memory is used again
     /// rather than grown. A report asked for a freed output reads it from
-    /// the cache. By default an output stays in memory with the report.
+    /// the cache, or runs the task again if the cache does not hold it. By
+    /// default an output stays in memory with the report.
     fn frees_output(&self) -> bool {
         false
     }

@@ -368,8 +368,6 @@ impl Universe {
         out
     }
 
-    /// The labels a pattern selects; a pattern that names one label that
-    /// does not exist is an error naming the nearest one.
     /// The deployments `pattern` matches, sorted: what [`Universe::matching`]
     /// gives of kind deployment, without making a label for every service
     /// of the workspace.
@@ -397,6 +395,8 @@ impl Universe {
         Ok(out)
     }
 
+    /// The labels a pattern selects; a pattern that names one label that
+    /// does not exist is an error naming the nearest one.
     pub fn matching(&self, pattern: &Pattern) -> Result<Vec<(Label, LabelKind)>, Error> {
         if let Pattern::Label(label) = pattern {
             return Ok(vec![(label.clone(), self.lookup(label)?)]);

@@ -4,7 +4,7 @@
 //! once) and never served, and gc gives back the space of what it evicted.
 use std::path::{Path, PathBuf};
 
-use n2d_cache::Digest;
+use n2d_cache::{Cache, Digest};
 
 fn packs(dir: &Path) -> Vec<PathBuf> {
     let mut packs: Vec<PathBuf> = std::fs::read_dir(dir.join("packs"))
@@ -46,21 +46,29 @@ fn compressible(seed: u32, len: usize) -> Vec<u8> {
     bytes
 }
 
+/// Stores each of `blobs`, and reads every one back before a flush.
+fn put_all(cache: &Cache, blobs: impl IntoIterator<Item = Vec<u8>>) -> Vec<(Digest, Vec<u8>)> {
+    let put: Vec<(Digest, Vec<u8>)> = blobs
+        .into_iter()
+        .map(|bytes| (cache.put_blob(&bytes).unwrap(), bytes))
+        .collect();
+    for (digest, bytes) in &put {
+        assert_eq!(cache.get_blob(digest).unwrap().as_ref(), Some(bytes));
+    }
+    put
+}
+
 #[test]
 fn compressible_blobs_take_less_room_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let cache = super::open(dir.path());
-    let mut put = Vec::new();
     // Around a chunk's worth, and one blob too large for a thread's buffer.
-    for i in 0..500u32 {
-        let bytes = compressible(i, 10_000 + i as usize);
-        put.push((cache.put_blob(&bytes).unwrap(), bytes));
-    }
-    let large = compressible(1_000, 5 << 20);
-    put.push((cache.put_blob(&large).unwrap(), large));
-    for (digest, bytes) in &put {
-        assert_eq!(cache.get_blob(digest).unwrap().as_ref(), Some(bytes));
-    }
+    let put = put_all(
+        &cache,
+        (0..500u32)
+            .map(|i| compressible(i, 10_000 + i as usize))
+            .chain([compressible(1_000, 5 << 20)]),
+    );
     cache.flush().unwrap();
     let total: usize = put.iter().map(|(_, bytes)| bytes.len()).sum();
     let on_disk = packs_size(dir.path()) as usize;
@@ -84,18 +92,12 @@ fn buffered_and_large_blobs_read_back_before_and_after_a_flush() {
     let dir = tempfile::tempdir().unwrap();
     let cache = super::open(dir.path());
     // More than one chunk of small blobs, and blobs larger than a chunk.
-    let mut put = Vec::new();
-    for i in 0..3000u32 {
-        let bytes = content(i, 1000 + (i as usize % 3000));
-        put.push((cache.put_blob(&bytes).unwrap(), bytes));
-    }
-    for i in 0..2u32 {
-        let bytes = content(10_000 + i, 9 << 20);
-        put.push((cache.put_blob(&bytes).unwrap(), bytes));
-    }
-    for (digest, bytes) in &put {
-        assert_eq!(cache.get_blob(digest).unwrap().as_ref(), Some(bytes));
-    }
+    let put = put_all(
+        &cache,
+        (0..3000u32)
+            .map(|i| content(i, 1000 + (i as usize % 3000)))
+            .chain((0..2u32).map(|i| content(10_000 + i, 9 << 20))),
+    );
     cache.flush().unwrap();
     drop(cache);
     let cache = super::open(dir.path());
@@ -165,12 +167,7 @@ fn stored(dir: &Path) -> Vec<(Digest, Vec<u8>)> {
 
 fn stored_with(dir: &Path, content: fn(u32, usize) -> Vec<u8>) -> Vec<(Digest, Vec<u8>)> {
     let cache = super::open(dir);
-    let put: Vec<(Digest, Vec<u8>)> = (0..20u32)
-        .map(|i| {
-            let bytes = content(i, 2000);
-            (cache.put_blob(&bytes).unwrap(), bytes)
-        })
-        .collect();
+    let put = put_all(&cache, (0..20u32).map(|i| content(i, 2000)));
     cache.flush().unwrap();
     put
 }
@@ -277,12 +274,7 @@ fn a_pack_of_another_database_is_never_read_nor_appended_to() {
 fn gc_gives_back_the_space_of_evicted_blobs() {
     let dir = tempfile::tempdir().unwrap();
     let cache = super::open(dir.path());
-    let put: Vec<(Digest, Vec<u8>)> = (0..40u32)
-        .map(|i| {
-            let bytes = content(i, 100_000);
-            (cache.put_blob(&bytes).unwrap(), bytes)
-        })
-        .collect();
+    let put = put_all(&cache, (0..40u32).map(|i| content(i, 100_000)));
     cache.flush().unwrap();
     let before = packs_size(dir.path());
     assert!(before >= 4_000_000, "{before}");

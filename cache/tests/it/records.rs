@@ -90,7 +90,7 @@ fn an_identity_lookup_keeps_the_record_it_read() {
     let lookup = cache.identity_lookup("task").unwrap();
     assert_eq!(lookup.head.map(|h| h.key), Some(record.key));
     let read = cache
-        .identity_record_after("task", &lookup)
+        .identity_record_after("task", Some(&lookup))
         .unwrap()
         .unwrap();
     assert_eq!(read.values, record.values);
@@ -98,13 +98,15 @@ fn an_identity_lookup_keeps_the_record_it_read() {
     // The head is indexed now: a second lookup leaves the record to a read.
     let lookup = cache.identity_lookup("task").unwrap();
     assert_eq!(
-        cache.identity_record_after("task", &lookup).unwrap(),
+        cache.identity_record_after("task", Some(&lookup)).unwrap(),
         cache.identity_record("task").unwrap()
     );
     let missing = cache.identity_lookup("other").unwrap();
     assert_eq!(missing.head, None);
     assert_eq!(
-        cache.identity_record_after("other", &missing).unwrap(),
+        cache
+            .identity_record_after("other", Some(&missing))
+            .unwrap(),
         None
     );
 }

@@ -101,7 +101,15 @@ fn reopening_at_once_in_the_same_process_keeps_the_cache() {
 }
 
 #[test]
-fn a_database_of_the_format_before_compressed_packs_starts_over() {
+fn a_database_of_an_earlier_format_starts_over() {
+    // `cas`: blob bytes in sled, before packs; `cas_index`: the blob index
+    // before compressed pack entries.
+    for earlier_index in ["cas", "cas_index"] {
+        starts_over_from(earlier_index);
+    }
+}
+
+fn starts_over_from(earlier_index: &str) {
     let dir = tempfile::tempdir().unwrap();
     let record = n2d_cache::IdentityRecord {
         key: n2d_cache::Digest::of(b"key"),
@@ -128,17 +136,21 @@ fn a_database_of_the_format_before_compressed_packs_starts_over() {
         cache.flush().unwrap();
     }
     assert!(dir.path().join("heads").exists());
-    // What the older format had: its blob index under `cas_index`.
+    // What the earlier format had: its blob index under another name.
     {
         let db = sled::open(dir.path().join("db")).unwrap();
-        db.open_tree("cas_index")
+        db.open_tree(earlier_index)
             .unwrap()
             .insert(record.output.0, &[1u8; 8][..])
             .unwrap();
         db.flush().unwrap();
     }
     let cache = super::open(dir.path());
-    assert_eq!(cache.identity_head("task").unwrap(), None);
+    assert_eq!(
+        cache.identity_head("task").unwrap(),
+        None,
+        "{earlier_index}"
+    );
     assert_eq!(cache.identity_record("task").unwrap(), None);
     assert_eq!(cache.action(&record.key).unwrap(), None);
     assert_eq!(cache.get_blob(&record.output).unwrap(), None);
